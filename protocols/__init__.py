@@ -1,0 +1,1 @@
+"""Session protocols: the file format, its validation, the built-in protocols and the controllers."""

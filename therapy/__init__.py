@@ -1,0 +1,1 @@
+"""The therapy runtime: session state machine, safety, SUDS, the session store and reports."""

@@ -1,4 +1,4 @@
-"""The one module that imports pylsl (liblsl): clock, outlets and inlets.
+"""The one module that imports pylsl (liblsl): clock, outlets and the inlet sensor.
 
 Everything else asks this module for LSL; tests load ``../shared/lsl/loopback.cfg``
 (via ``LSLAPICFG``) before the first call.
@@ -6,9 +6,187 @@ Everything else asks this module for LSL; tests load ``../shared/lsl/loopback.cf
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import numpy as np
 import pylsl
+from pylsl.util import LostError
+
+from biofeedback.clock import Clock
+from biofeedback.errors import SensorUnavailableError
+from biofeedback.records import EcgChunk, HeartSample, LinkEvent, LinkState, SensorRecord
 
 
 def local_clock() -> float:
     """Seconds on liblsl's monotonic clock, the timeline of every vrex timestamp."""
     return pylsl.local_clock()
+
+
+log = logging.getLogger(__name__)
+
+#: Channel unit -> factor to microvolts.
+_UNIT_TO_UV = {
+    "uv": 1.0, "µv": 1.0, "μv": 1.0, "microvolts": 1.0, "microvolt": 1.0,
+    "mv": 1e3, "millivolts": 1e3, "millivolt": 1e3,
+    "v": 1e6, "volts": 1e6, "volt": 1e6,
+}
+_KINDS = {"rr": "rr", "hr": "hr", "ecg": "ecg"}
+
+
+def _escape(value: str) -> str:
+    return value.replace("'", "")
+
+
+def visible_streams(timeout_s: float = 0.5) -> list[str]:
+    """``name (type, source_id)`` of every stream visible now (for error messages and listings)."""
+    return [f"{i.name()} ({i.type()}, source_id {i.source_id()!r})" for i in pylsl.resolve_streams(timeout_s)]
+
+
+def resolve_stream(name_or_source_id: str, timeout_s: float) -> pylsl.StreamInfo:
+    """Find a stream by name or source_id; :class:`SensorUnavailableError` lists what is visible."""
+    key = _escape(name_or_source_id)
+    found = pylsl.resolve_bypred(f"name='{key}' or source_id='{key}'", 1, timeout_s)
+    if found:
+        return found[0]
+    seen = visible_streams()
+    raise SensorUnavailableError(
+        f"no LSL stream named {name_or_source_id!r} (name or source_id) found within {timeout_s:g} s; "
+        f"visible: {', '.join(seen) if seen else 'none'}; start the streaming program or fix the name"
+    )
+
+
+class LslInletSensor:
+    """A :class:`~biofeedback.sensor.HeartSensor` over an existing LSL stream.
+
+    Stream types (case-insensitive): ``RR`` (intervals in ms, one per sample),
+    ``HR`` (bpm) or ``ECG`` (µV, mV or V by the channel's ``unit``; channel
+    ``channel``). Timestamps are the outlet's, corrected to this machine's LSL
+    clock (``proc_clocksync``): the session clock must be the LSL clock. A lost
+    outlet yields LOST, then RECONNECTED when a stream with the same source_id
+    is back (or GIVEN_UP after ``give_up_after_s``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        clock: Clock,
+        *,
+        timeout_s: float = 5.0,
+        channel: int = 0,
+        poll_s: float = 0.02,
+        give_up_after_s: float = 300.0,
+    ) -> None:
+        if not name:
+            raise SensorUnavailableError("an LSL sensor needs a stream name or source_id, e.g. 'lsl:PolarH10-ECG'")
+        self.name = name
+        self.clock = clock
+        self.timeout_s = timeout_s
+        self.channel = channel
+        self.poll_s = poll_s
+        self.give_up_after_s = give_up_after_s
+        self.info = resolve_stream(name, timeout_s)
+        self.kind = _KINDS.get(self.info.type().lower())
+        if self.kind is None:
+            raise SensorUnavailableError(
+                f"LSL stream {self.info.name()!r} has type {self.info.type()!r}; expected RR (ms), HR (bpm) or ECG"
+            )
+        if not 0 <= channel < self.info.channel_count():
+            raise SensorUnavailableError(
+                f"LSL stream {self.info.name()!r} has {self.info.channel_count()} channel(s); channel {channel} does not exist"
+            )
+        self.source_id = self.info.source_id()
+        self._inlet: pylsl.StreamInlet | None = None
+        self.scale_to_uv = 1.0
+        self.fs_hz = self.info.nominal_srate()
+        self._closed = False
+
+    @property
+    def description(self) -> str:
+        return f"{self.info.name()} ({self.info.type()} via LSL)"
+
+    async def close(self) -> None:
+        self._closed = True
+
+    def _open_inlet(self, info: pylsl.StreamInfo) -> pylsl.StreamInlet:
+        inlet = pylsl.StreamInlet(info, max_buflen=60, recover=False, processing_flags=pylsl.proc_clocksync)
+        full = inlet.info(timeout=self.timeout_s)
+        if self.kind == "ecg":
+            units = full.get_channel_units() or []
+            unit = (units[self.channel] if self.channel < len(units) and units[self.channel] else "").strip().lower()
+            if unit not in _UNIT_TO_UV:
+                log.warning("%s: ECG channel unit %r unknown; assuming microvolts", self.description, unit)
+            self.scale_to_uv = _UNIT_TO_UV.get(unit, 1.0)
+            if self.fs_hz <= 0:
+                raise SensorUnavailableError(f"LSL ECG stream {info.name()!r} has no nominal rate; ECG needs a regular rate")
+        inlet.open_stream(timeout=self.timeout_s)
+        return inlet
+
+    def _convert(self, samples: list, stamps: list) -> list[SensorRecord]:
+        src = self.description
+        out: list[SensorRecord] = []
+        if self.kind == "ecg":
+            values = np.asarray(samples, dtype=np.float64)[:, self.channel] * self.scale_to_uv
+            out.append(EcgChunk(t_s=float(stamps[-1]), fs_hz=self.fs_hz, ecg_uv=values, source=src))
+            return out
+        for sample, t_s in zip(samples, stamps):
+            value = float(sample[self.channel])
+            if not np.isfinite(value) or value <= 0:
+                continue
+            if self.kind == "rr":
+                out.append(HeartSample(t_s=float(t_s), rr_ms=(value,), hr_bpm=None, source=src))
+            else:
+                out.append(HeartSample(t_s=float(t_s), rr_ms=(), hr_bpm=value, source=src))
+        return out
+
+    async def records(self) -> AsyncIterator[SensorRecord]:
+        loop = asyncio.get_running_loop()
+        self._inlet = await loop.run_in_executor(None, self._open_inlet, self.info)
+        yield LinkEvent(t_s=self.clock.now(), state=LinkState.CONNECTED, detail=f"source_id {self.source_id!r}", source=self.description)
+        try:
+            while not self._closed:
+                try:
+                    samples, stamps = self._inlet.pull_chunk(timeout=0.0, max_samples=4096)
+                except LostError:
+                    yield LinkEvent(t_s=self.clock.now(), state=LinkState.LOST, detail="outlet gone", source=self.description)
+                    back = await self._reconnect()
+                    if back is None:
+                        if not self._closed:
+                            yield LinkEvent(
+                                t_s=self.clock.now(),
+                                state=LinkState.GIVEN_UP,
+                                detail=f"not back after {self.give_up_after_s:g} s",
+                                source=self.description,
+                            )
+                        return
+                    yield back
+                    continue
+                if stamps:
+                    for record in self._convert(samples, stamps):
+                        yield record
+                else:
+                    await asyncio.sleep(self.poll_s)
+            if self._closed:
+                yield LinkEvent(t_s=self.clock.now(), state=LinkState.CLOSED, detail="closed by vrex", source=self.description)
+        finally:
+            inlet, self._inlet = self._inlet, None
+            if inlet is not None:
+                inlet.close_stream()
+
+    async def _reconnect(self) -> LinkEvent | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.give_up_after_s
+        pred = f"source_id='{_escape(self.source_id)}'" if self.source_id else f"name='{_escape(self.info.name())}'"
+        while not self._closed and loop.time() < deadline:
+            found = await loop.run_in_executor(None, pylsl.resolve_bypred, pred, 1, 1.0)
+            if found:
+                try:
+                    self._inlet = await loop.run_in_executor(None, self._open_inlet, found[0])
+                except Exception as exc:  # the outlet vanished again between resolve and open
+                    log.info("%s: reopen failed: %s", self.description, exc)
+                    continue
+                return LinkEvent(t_s=self.clock.now(), state=LinkState.RECONNECTED, detail=f"source_id {self.source_id!r}", source=self.description)
+        if not self._closed:
+            log.warning("%s: stream not back after %.0f s; giving up", self.description, self.give_up_after_s)
+        return None

@@ -17,8 +17,9 @@ import numpy as np
 class HeartSample:
     """One heart-rate observation: a BLE notification or a simulated/replayed beat batch.
 
-    ``t_s`` is the arrival time (BLE) or the time of the last beat (simulation,
-    replay). ``rr_ms`` holds the RR intervals carried, oldest first (may be
+    ``t_s`` is the arrival time of the notification (BLE straps and the
+    simulated strap, which sends ~1 Hz notifications like a real one) or the
+    time of the last beat (replayed beat series). ``rr_ms`` holds the RR intervals carried, oldest first (may be
     empty). ``hr_bpm`` is the sensor's own averaged value, for display only: the
     pipeline computes HR from RR.
     """

@@ -1,0 +1,207 @@
+"""``heights``: a balcony on a city tower, from the plaza up to a glass floor 150 m above the street.
+
+The hierarchy follows what height-phobic patients report as harder: higher,
+closer to the edge, less solid protection (parapet, then bars, then glass, then
+nothing under the feet) and wind. Each level's dials are listed with its
+description so the clinician sees exactly what changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from environments.scene_build import (
+    GLASS,
+    GRASS,
+    PAVING,
+    PLAIN,
+    ROAD,
+    WINDOWS,
+    InstanceSet,
+    SceneBuild,
+    SceneLook,
+    lerp_dials,
+    yaw_quat,
+)
+
+NAME = "heights"
+TITLE = "Heights: city tower balcony"
+KIND = "phobia"
+TOWER_HEIGHT_M = 160.0
+DIALS = ("height_m", "edge_m", "railing_m", "see_through", "glass_floor", "wind")
+
+# (title, description, dials). see_through: 0 solid parapet, 0.5 bars, 1 glass.
+_LEVELS: list[tuple[str, str, dict[str, float]]] = [
+    ("Plaza", "Standing on the plaza in front of the tower, trees and people at eye level; the tower rises behind you.",
+     dict(height_m=0.0, edge_m=8.0, railing_m=0.0, see_through=0.0, glass_floor=0.0, wind=0.05)),
+    ("First-floor terrace (3 m)", "A wide terrace one floor up behind a chest-high concrete parapet; you stand 1.5 m from it.",
+     dict(height_m=3.0, edge_m=1.5, railing_m=1.1, see_through=0.0, glass_floor=0.0, wind=0.05)),
+    ("Second floor (6 m)", "Two floors up, solid parapet, 1 m from the edge; the plaza is visible over the wall.",
+     dict(height_m=6.0, edge_m=1.0, railing_m=1.1, see_through=0.0, glass_floor=0.0, wind=0.1)),
+    ("Fourth floor (12 m)", "Twelve metres up; the parapet is replaced by a steel railing with bars you can see through.",
+     dict(height_m=12.0, edge_m=1.0, railing_m=1.1, see_through=0.5, glass_floor=0.0, wind=0.1)),
+    ("Seventh floor (20 m)", "Twenty metres, barred railing, standing 60 cm from the edge; tree tops are below you.",
+     dict(height_m=20.0, edge_m=0.6, railing_m=1.1, see_through=0.5, glass_floor=0.0, wind=0.15)),
+    ("Tenth floor (30 m)", "Thirty metres, a lower barred railing at hip height, 50 cm from the edge; a light breeze.",
+     dict(height_m=30.0, edge_m=0.5, railing_m=1.0, see_through=0.5, glass_floor=0.0, wind=0.2)),
+    ("Fifteenth floor (45 m)", "Forty-five metres behind a clear glass balustrade: nothing blocks the view down.",
+     dict(height_m=45.0, edge_m=0.4, railing_m=1.0, see_through=1.0, glass_floor=0.0, wind=0.25)),
+    ("Twentieth floor (60 m)", "Sixty metres, glass balustrade, 30 cm from the edge; the flags on the balcony move in the wind.",
+     dict(height_m=60.0, edge_m=0.3, railing_m=1.0, see_through=1.0, glass_floor=0.0, wind=0.35)),
+    ("Floor 26 (80 m)", "Eighty metres, a waist-high glass balustrade, 25 cm from the edge; birds circle below you.",
+     dict(height_m=80.0, edge_m=0.25, railing_m=0.9, see_through=1.0, glass_floor=0.0, wind=0.45)),
+    ("Floor 33 (100 m)", "One hundred metres, a low glass balustrade (80 cm) right at your feet; steady wind.",
+     dict(height_m=100.0, edge_m=0.2, railing_m=0.8, see_through=1.0, glass_floor=0.0, wind=0.55)),
+    ("Skydeck edge (125 m)", "The outer half of the deck is a glass floor; you stand where concrete ends and glass begins.",
+     dict(height_m=125.0, edge_m=2.0, railing_m=0.8, see_through=1.0, glass_floor=0.5, wind=0.7)),
+    ("Glass floor (150 m)", "Standing on the glass floor 150 m above the plaza, the street straight below your feet; strong wind.",
+     dict(height_m=150.0, edge_m=1.0, railing_m=0.8, see_through=1.0, glass_floor=1.0, wind=0.85)),
+    ("Roof edge (160 m)", "On the tower roof at a 30 cm parapet, nothing else between you and the drop; gusting wind.",
+     dict(height_m=160.0, edge_m=0.3, railing_m=0.3, see_through=0.0, glass_floor=0.0, wind=1.0)),
+]
+
+LEVELS = tuple((title, desc) for title, desc, _ in _LEVELS)
+LEVEL_DIALS = [d for _, _, d in _LEVELS]
+
+LOOK = SceneLook(
+    sun_dir=(0.45, 0.7, -0.55),
+    sun_rgb=(1.05, 0.98, 0.88),
+    sky_zenith_rgb=(0.18, 0.38, 0.78),
+    sky_horizon_rgb=(0.66, 0.77, 0.9),
+    ground_ambient_rgb=(0.22, 0.21, 0.2),
+    fog_rgb=(0.68, 0.76, 0.86),
+    fog_density=0.0022,
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _city() -> InstanceSet:
+    """The static city around the tower (seeded: every run and every machine sees the same city)."""
+    rng = np.random.default_rng(4)
+    s = InstanceSet()
+    # Ground: grass far out, paved plaza in front of the tower, a road grid.
+    s.add("cube", (0, -0.5, 0), (3000, 1.0, 3000), (0.30, 0.36, 0.22), pattern=GRASS)
+    s.add("cube", (0, 0.01, -30), (90, 0.02, 64), (0.55, 0.53, 0.5), pattern=PAVING)
+    grid = np.arange(-640, 641, 80, dtype=np.float32)
+    s.add("cube", np.stack([np.zeros_like(grid), np.full_like(grid, 0.02), grid + 40], 1), (1300, 0.04, 14),
+          (0.2, 0.2, 0.21), pattern=ROAD)
+    s.add("cube", np.stack([grid + 40, np.full_like(grid, 0.02), np.zeros_like(grid)], 1), (14, 0.04, 1300),
+          (0.2, 0.2, 0.21), pattern=ROAD, quat=yaw_quat(math.pi / 2))
+    # City blocks: 1-4 buildings per 80 m block, keeping the plaza and the tower clear.
+    cx, cz = np.meshgrid(grid, grid)
+    cx, cz = cx.ravel(), cz.ravel()
+    keep = ~((np.abs(cx) < 60) & (cz > -90) & (cz < 60))
+    cx, cz = cx[keep], cz[keep]
+    n_per = rng.integers(1, 5, size=len(cx))
+    bx = np.repeat(cx, n_per) + rng.uniform(-20, 20, n_per.sum())
+    bz = np.repeat(cz, n_per) + rng.uniform(-20, 20, n_per.sum())
+    dist = np.hypot(bx, bz)
+    h = rng.uniform(9, 45, len(bx)) * (1.0 + 2.2 * np.exp(-dist / 260.0)) * rng.choice([1, 1, 1, 2.2], len(bx))
+    w = rng.uniform(14, 30, len(bx))
+    d = rng.uniform(14, 30, len(bx))
+    tone = rng.uniform(0.45, 0.8, len(bx))
+    tint = np.stack([tone, tone * rng.uniform(0.93, 1.0, len(bx)), tone * rng.uniform(0.85, 1.0, len(bx))], 1)
+    s.add("cube", np.stack([bx, h / 2, bz], 1), np.stack([w, h, d], 1), tint, pattern=WINDOWS)
+    # Plaza life: trees (sway in the wind), benches, people, cars on the nearest roads.
+    tx = np.concatenate([np.linspace(-38, 38, 8), np.linspace(-38, 38, 8)])
+    tz = np.concatenate([np.full(8, -18.0), np.full(8, -48.0)])
+    th = rng.uniform(5, 8, len(tx))
+    s.add("cylinder", np.stack([tx, th / 4, tz], 1), np.stack([np.full_like(th, 0.35), th / 2, np.full_like(th, 0.35)], 1),
+          (0.3, 0.22, 0.15), motion=(0, 0, 0, 0.05))
+    s.add("sphere", np.stack([tx, th * 0.75, tz], 1), np.stack([th * 0.7, th * 0.6, th * 0.7], 1),
+          (0.18, 0.32, 0.12), pattern=GRASS, motion=np.stack([np.zeros_like(th)] * 2 + [rng.uniform(0, 6, len(th)), np.full_like(th, 0.4)], 1))
+    px = rng.uniform(-40, 40, 40)
+    pz = rng.uniform(-58, -6, 40)
+    s.add("cylinder", np.stack([px, np.full(40, 0.85), pz], 1), (0.5, 1.7, 0.5),
+          rng.uniform(0.1, 0.7, (40, 3)))
+    s.add("sphere", np.stack([px, np.full(40, 1.85), pz], 1), (0.28, 0.3, 0.28), (0.75, 0.6, 0.5))
+    carz = rng.uniform(-600, 600, 60)
+    lane = rng.choice([-3.0, 3.0], 60)
+    roadx = rng.choice(grid + 40, 60)
+    s.add("cube", np.stack([roadx + lane, np.full(60, 0.8), carz], 1), (2.0, 1.4, 4.4), rng.uniform(0.1, 0.9, (60, 3)))
+    # The tower itself, behind the balcony (its face is the plane z = 0).
+    s.add("cube", (0, TOWER_HEIGHT_M / 2, 15), (30, TOWER_HEIGHT_M, 30), (0.62, 0.64, 0.68), pattern=WINDOWS)
+    s.add("cube", (0, TOWER_HEIGHT_M + 4, 22), (3, 8, 3), (0.5, 0.5, 0.52))
+    return s
+
+
+def build(level: int, intensity: float, overrides) -> SceneBuild:
+    """The tower at this level: the static city plus the balcony, railing, glass, flags and birds."""
+    d = lerp_dials(LEVEL_DIALS, level, intensity, overrides)
+    s = InstanceSet()
+    city = _city()
+    for mesh, parts in city._opaque.items():
+        s._opaque[mesh].extend(parts)
+    h = d["height_m"]
+    on_roof = h >= TOWER_HEIGHT_M - 0.5
+    glass = min(max(d["glass_floor"], 0.0), 1.0)
+    depth = 0.0 if h < 0.5 else (4.0 if glass > 0 else 2.5)
+    width = 5.0
+    concrete = (0.6, 0.6, 0.6)
+    if on_roof:
+        edge_z = 0.0
+        anchor = (0.0, h, edge_z + d["edge_m"])
+        s.add("cube", (0, h + d["railing_m"] / 2, -0.15), (30, d["railing_m"], 0.3), concrete)
+    elif h < 0.5:
+        anchor = (0.0, 0.0, -d["edge_m"])
+    else:
+        edge_z = -depth
+        solid = depth * (1.0 - glass)
+        if solid > 0:
+            s.add("cube", (0, h - 0.15, -solid / 2), (width, 0.3, solid), (0.58, 0.57, 0.55), pattern=PAVING)
+        if glass > 0:
+            gz = -solid - (depth - solid) / 2
+            # The glass deck: a thin steel frame, then the pane (transparent, sorted back to front).
+            s.add("cube", (0, h - 0.1, gz), (width, 0.04, depth - solid), (0.6, 0.75, 0.8), pattern=GLASS, alpha=0.1)
+            for x in (-width / 2, width / 2):
+                s.add("cube", (x, h - 0.15, gz), (0.12, 0.3, depth - solid), (0.3, 0.3, 0.32))
+            s.add("cube", (0, h - 0.15, edge_z), (width, 0.3, 0.12), (0.3, 0.3, 0.32))
+        anchor_z = edge_z + d["edge_m"]
+        if glass > 0.9:
+            anchor_z = edge_z + (depth - solid) / 2  # the middle of the glass
+        anchor = (0.0, h, anchor_z)
+        rh = d["railing_m"]
+        st = d["see_through"]
+        front = [((0, h + rh / 2, edge_z), (width, rh, 0.0)), ((-width / 2, h + rh / 2, edge_z / 2), (0.0, rh, depth)),
+                 ((width / 2, h + rh / 2, edge_z / 2), (0.0, rh, depth))]
+        for (pos, size) in front:
+            size = (max(size[0], 0.06), size[1], max(size[2], 0.06))
+            if st < 0.25:  # solid concrete parapet
+                s.add("cube", pos, size, concrete)
+            else:
+                s.add("cube", (pos[0], h + rh, pos[2]), (size[0] + 0.05, 0.06, size[2] + 0.05), (0.35, 0.36, 0.38))
+                if st < 0.75:  # steel bars every 12 cm
+                    n = int(max(size[0], size[2]) / 0.12)
+                    t = np.linspace(-0.5, 0.5, n)[:, None]
+                    along = np.array([[size[0], 0, size[2]]]) * t
+                    base = np.array([[pos[0], pos[1], pos[2]]])
+                    s.add("cube", base + along, (0.025, rh, 0.025), (0.35, 0.36, 0.38))
+                else:  # glass balustrade
+                    s.add("cube", pos, (size[0], rh - 0.08, size[2] if size[2] > 0.1 else 0.02),
+                          (0.6, 0.75, 0.8), pattern=GLASS, alpha=0.12)
+        # Flags at the balcony corners: they show the wind.
+        for x in (-width / 2 + 0.1, width / 2 - 0.1):
+            s.add("cylinder", (x, h + 1.5, edge_z + 0.15), (0.05, 3.0, 0.05), (0.8, 0.8, 0.82))
+            s.add("cube", (x + 0.6, h + 2.6, edge_z + 0.15), (1.1, 0.7, 0.02), (0.75, 0.12, 0.1),
+                  motion=(0, 0, x, 1.0))
+    # Birds circling below the patient at the higher levels (motion on the GPU).
+    if h > 40:
+        rng = np.random.default_rng(11)
+        n = 14
+        origin = np.stack([rng.uniform(-30, 30, n), h * rng.uniform(0.4, 0.8, n), rng.uniform(-90, -30, n), np.zeros(n)], 1)
+        motion = np.stack([rng.uniform(8, 25, n), rng.uniform(0.2, 0.5, n) * rng.choice([-1, 1], n), rng.uniform(0, 6.3, n),
+                           np.zeros(n)], 1)
+        s.add("cube", np.zeros((n, 3)), (1.1, 0.08, 0.35), (0.15, 0.15, 0.17), group=origin, motion=motion)
+        s.add("sphere", np.zeros((n, 3)), (0.25, 0.22, 0.5), (0.85, 0.85, 0.85), group=origin, motion=motion)
+    pitch = -min(0.6, 0.12 + h / 300.0) if h > 0.5 else -0.05
+    return s.build(
+        LOOK,
+        anchor,
+        gaze_pitch_rad=pitch,
+        wind=float(d["wind"]),
+        shadow_center=(0.0, max(h - 20.0, 0.0), -20.0),
+        shadow_radius_m=70.0,
+    )

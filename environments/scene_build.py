@@ -1,0 +1,152 @@
+"""What an environment hands the renderer: instance arrays per mesh, a look, and where the patient stands.
+
+A scene is built once per level (or dial change) into plain numpy arrays, one
+row per instance, laid out exactly as the renderer's instance buffers expect, so
+an upload is one ``buffer.write`` per mesh and a frame never walks objects.
+
+Instance row (24 float32):
+``offset xyz | scale xyz | rotation quaternion xyzw | group origin xyz + yaw |
+motion (radius m, angular speed rad/s, phase rad, wind sway) | colour rgb |
+material (pattern id, emissive 0..1, alpha 0..1)``.
+The part transform (offset, scale, rotation) is applied first, then the group's
+yaw and origin, then the group's circular motion around its origin, evaluated
+on the GPU from the frame time: creatures walk and birds circle with no per-frame upload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from environments.meshes import MESH_NAMES
+
+INSTANCE_FLOATS = 24
+
+# Surface patterns evaluated in the fragment shader (material.x).
+PLAIN, WINDOWS, PAVING, GRASS, WATER, GLASS, ROAD, WOOD, PACER, FABRIC, CARPET = range(11)
+
+
+@dataclass(frozen=True, slots=True)
+class SceneLook:
+    """Light and air of a scene: sun, sky, ambient and fog (linear RGB)."""
+
+    sun_dir: tuple[float, float, float] = (0.4, 0.8, 0.3)  # towards the sun
+    sun_rgb: tuple[float, float, float] = (1.0, 0.95, 0.85)
+    sky_zenith_rgb: tuple[float, float, float] = (0.25, 0.45, 0.8)
+    sky_horizon_rgb: tuple[float, float, float] = (0.7, 0.8, 0.9)
+    ground_ambient_rgb: tuple[float, float, float] = (0.25, 0.22, 0.2)
+    fog_rgb: tuple[float, float, float] = (0.7, 0.78, 0.88)
+    fog_density: float = 0.0025  # per metre (exp2 fog)
+    indoor: bool = False  # no sky disc, walls close the view
+
+
+@dataclass(slots=True)
+class SceneBuild:
+    """One built level: per-mesh instance rows, split into opaque and transparent (glass) sets."""
+
+    look: SceneLook
+    anchor_xyz: tuple[float, float, float]  # where the patient's feet are (tracking origin), world metres
+    anchor_yaw_rad: float = 0.0  # patient faces -Z rotated by this yaw
+    gaze_pitch_rad: float = 0.0  # suggested look-down for untracked displays (screenshots, desktop start)
+    wind: float = 0.0  # 0..1, drives sway in the vertex shader
+    shadow_center: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    shadow_radius_m: float = 40.0
+    dynamic: bool = False  # instances move (motion radius > 0): refresh shadows every frame
+    opaque: dict[str, np.ndarray] = field(default_factory=dict)
+    transparent: np.ndarray = field(default_factory=lambda: np.zeros((0, INSTANCE_FLOATS), np.float32))
+
+    @property
+    def instance_count(self) -> int:
+        return int(sum(len(a) for a in self.opaque.values()) + len(self.transparent))
+
+
+def yaw_quat(yaw_rad: np.ndarray | float) -> np.ndarray:
+    """Quaternion(s) (x, y, z, w) for a rotation about +Y."""
+    y = np.asarray(yaw_rad, dtype=np.float64)
+    return np.stack([np.zeros_like(y), np.sin(y / 2), np.zeros_like(y), np.cos(y / 2)], axis=-1)
+
+
+def axis_quat(axis: tuple[float, float, float], angle_rad: np.ndarray | float) -> np.ndarray:
+    """Quaternion(s) for a rotation of ``angle_rad`` about a unit ``axis``."""
+    a = np.asarray(angle_rad, dtype=np.float64)
+    ax = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
+    s = np.sin(a / 2)[..., None]
+    return np.concatenate([ax * s, np.cos(a / 2)[..., None]], axis=-1)
+
+
+class InstanceSet:
+    """Collects instance rows per mesh with vectorised ``add`` calls (build time only)."""
+
+    def __init__(self) -> None:
+        self._opaque: dict[str, list[np.ndarray]] = {name: [] for name in MESH_NAMES}
+        self._transparent: list[np.ndarray] = []
+
+    def add(
+        self,
+        mesh: str,
+        offset,
+        scale,
+        color,
+        *,
+        quat=(0.0, 0.0, 0.0, 1.0),
+        group=(0.0, 0.0, 0.0, 0.0),
+        motion=(0.0, 0.0, 0.0, 0.0),
+        pattern: float = PLAIN,
+        emissive=0.0,
+        alpha=1.0,
+    ) -> None:
+        """Add one or many instances; every argument broadcasts against the others."""
+        offset = np.atleast_2d(np.asarray(offset, np.float32))
+        n = max(len(np.atleast_2d(np.asarray(a))) for a in (offset, scale, color, quat, group, motion))
+        n = max(n, np.size(emissive), np.size(alpha))
+        rows = np.empty((n, INSTANCE_FLOATS), np.float32)
+        rows[:, 0:3] = offset
+        rows[:, 3:6] = scale
+        rows[:, 6:10] = quat
+        rows[:, 10:14] = group
+        rows[:, 14:18] = motion
+        rows[:, 18:21] = color
+        rows[:, 21] = pattern
+        rows[:, 22] = emissive
+        rows[:, 23] = alpha
+        if np.any(rows[:, 23] < 1.0):
+            if mesh != "cube":
+                raise ValueError("transparent instances must be cubes (glass panes)")
+            self._transparent.append(rows)
+        else:
+            self._opaque[mesh].append(rows)
+
+    def build(self, look: SceneLook, anchor_xyz, **kwargs) -> SceneBuild:
+        opaque = {
+            name: (np.concatenate(parts) if parts else np.zeros((0, INSTANCE_FLOATS), np.float32))
+            for name, parts in self._opaque.items()
+        }
+        transparent = (
+            np.concatenate(self._transparent) if self._transparent else np.zeros((0, INSTANCE_FLOATS), np.float32)
+        )
+        dynamic = any(bool(np.any(a[:, 14] != 0.0)) for a in opaque.values())
+        return SceneBuild(
+            look=look,
+            anchor_xyz=tuple(float(v) for v in anchor_xyz),
+            opaque=opaque,
+            transparent=transparent,
+            dynamic=dynamic,
+            **kwargs,
+        )
+
+
+def lerp_dials(levels: list[dict[str, float]], level: int, intensity: float, overrides) -> dict[str, float]:
+    """The level's dials moved ``intensity`` (0..1) of the way towards the next level's, then overridden.
+
+    This is how a scene changes gradually between described levels: with
+    ``intensity == 0`` the patient sees exactly the level as described.
+    """
+    cur = levels[level]
+    nxt = levels[min(level + 1, len(levels) - 1)]
+    f = min(max(float(intensity), 0.0), 1.0)
+    dials = {k: cur[k] + (nxt[k] - cur[k]) * f for k in cur}
+    for name, value in overrides:
+        if name in dials:
+            dials[name] = float(value)
+    return dials

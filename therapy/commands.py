@@ -1,0 +1,99 @@
+"""Commands into a running session, from the console, the patient's controller or the CLI.
+
+Commands from any thread go through one :class:`CommandQueue` and are applied by
+the therapy runtime alone, on its own loop, so session state has one writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Base of every command; ``source`` says who sent it (``therapist``, ``patient``, ``cli``...)."""
+
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stop(Command):
+    """End the session now: fade to the safe place, close the record as stopped."""
+
+    reason: str = "stop requested"
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt(Command):
+    """End the session because the program is being shut down (Ctrl-C, SIGTERM, window closed)."""
+
+    reason: str = "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class GoToSafePlace(Command):
+    """Pause exposure and show the safe place (the patient's STOP button does this)."""
+
+    reason: str = "safe place requested"
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeExposure(Command):
+    """Leave the safe place; exposure resumes one level below where it paused."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetLevel(Command):
+    """The therapist sets the exposure level directly."""
+
+    level: int = 0
+    reason: str = "therapist's choice"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSuds(Command):
+    value: int = 0
+
+
+class CommandQueue:
+    """Thread-safe hand-off of commands to the runtime's asyncio loop."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Command] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._early: list[Command] = []
+        self._lock = threading.Lock()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Attach to the runtime's loop (called once, on that loop)."""
+        with self._lock:
+            self._loop = loop
+            self._queue = asyncio.Queue()
+            for cmd in self._early:
+                self._queue.put_nowait(cmd)
+            self._early.clear()
+
+    def put(self, command: Command) -> None:
+        """Send a command from any thread; never blocks."""
+        with self._lock:
+            loop, queue = self._loop, self._queue
+            if loop is None or queue is None:
+                self._early.append(command)
+                return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            queue.put_nowait(command)
+        else:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, command)
+            except RuntimeError:  # the loop has closed: the session is over
+                pass
+
+    async def get(self) -> Command:
+        assert self._queue is not None, "CommandQueue.bind() must be called on the runtime loop first"
+        return await self._queue.get()

@@ -21,8 +21,10 @@ USER_ERROR_EXIT = 2
 class _Parser(argparse.ArgumentParser):
     """argparse, with the error line naming the fix and exit status 2 (argparse's own default)."""
 
-    def error(self, message: str) -> None:  # pragma: no cover - exercised through the CLI tests
-        self.exit(USER_ERROR_EXIT, f"vrex: error: {message}\n(see 'python main.py {self.prog.split(' ', 1)[-1] if ' ' in self.prog else ''} --help')\n".replace("  ", " "))
+    def error(self, message: str) -> None:
+        sub = self.prog.partition(" ")[2]
+        hint = f"python main.py {sub} --help" if sub else "python main.py --help"
+        self.exit(USER_ERROR_EXIT, f"vrex: error: {message}\n(see '{hint}')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,8 +197,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     bus.subscribe(capture.on_event)
     bus.subscribe(patient.on_event)
     live = console.is_terminal
-    if not live:
-        bus.subscribe(ProgressPrinter(tally, console).on_event)
+    bus.subscribe(ProgressPrinter(tally, console).on_event)  # above the live view on a terminal, plain lines otherwise
 
     host = SessionHost(runtime, commands, companions=(capture.run, patient.run))
     stop_render = threading.Event()
@@ -276,7 +277,6 @@ def _print_summary(console, tally, store, frames, status) -> None:
     t.add_column(style="bold")
     t.add_column()
     t.add_row("status", f"{status.value}: {tally.end_reason}")
-    t.add_row("session id", store.session_id)
     t.add_row("duration", f"{tally.elapsed_s / 60:.1f} min (session clock)")
     if tally.baseline_hr_bpm is not None:
         t.add_row("baseline HR", f"{tally.baseline_hr_bpm:.1f} bpm")
@@ -285,10 +285,12 @@ def _print_summary(console, tally, store, frames, status) -> None:
     t.add_row("steps down (arousal)", str(tally.steps_down_arousal))
     t.add_row("SUDS answers", str(tally.suds_count))
     t.add_row("safety alerts", str(tally.alerts))
-    t.add_row("record", str(store.path))
-    for frame in frames:
-        t.add_row("frame", f"{frame.path}  ({frame.label})")
     console.print(t)
+    console.print(f"record: {store.path} (session {store.session_id})", highlight=False, soft_wrap=True)
+    if frames:
+        console.print(f"frames in {frames[0].path.parent}:", highlight=False, soft_wrap=True)
+        for frame in frames:
+            console.print(f"  {frame.path.name}  {frame.label}", highlight=False, soft_wrap=True)
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -91,6 +91,7 @@ class ReconnectPolicy:
     backoff_max_s: float = 2.0
     give_up_after_s: float = 300.0
     first_scan_s: float = 10.0
+    setup_timeout_s: float = 15.0
 
 
 def backend_from_env() -> BleBackend | None:
@@ -208,6 +209,7 @@ class _BleSensor:
         self._stopping = False
         self._started = False
         self._closed = False
+        self._held: list[SensorRecord] | None = None
 
     @property
     def description(self) -> str:
@@ -218,7 +220,10 @@ class _BleSensor:
 
     # -- record plumbing -------------------------------------------------------------------
     def _emit(self, record: SensorRecord) -> None:
-        self._queue.put_nowait(record)
+        if self._held is not None:  # during set-up: released after the CONNECTED event
+            self._held.append(record)
+        else:
+            self._queue.put_nowait(record)
 
     def _link(self, state: LinkState, detail: str = "") -> None:
         log.info("%s: link %s %s", self.description, state.value, detail)
@@ -276,6 +281,7 @@ class _BleSensor:
             except (asyncio.CancelledError, Exception):
                 pass
         await self._teardown()
+        self._held = None  # closed mid-set-up: nothing held back any more
         self._link(LinkState.CLOSED, "closed by vrex")
         self._queue.put_nowait(_END)
 
@@ -331,17 +337,28 @@ class _BleSensor:
         )
         await client.connect()
         self._client = client
-        self._link(LinkState.RECONNECTED if reconnect else LinkState.CONNECTED, f"{device.address} mtu {client.mtu_size}")
+        self._held = []
         try:
-            await self._setup(client, reconnect)
-        except Exception:
+            await asyncio.wait_for(self._setup(client, reconnect), timeout=self.policy.setup_timeout_s)
+            if self._lost.is_set():
+                raise _SetupError("link dropped during set-up")
+        except Exception as exc:
+            self._held = None
             self._stopping = True
             try:
-                await client.disconnect()
+                await asyncio.wait_for(client.disconnect(), timeout=5.0)
+            except Exception as disconnect_exc:
+                log.debug("%s: disconnect after failed set-up: %s", self.description, disconnect_exc)
             finally:
                 self._stopping = self._closed
                 self._client = None
+            if isinstance(exc, asyncio.TimeoutError):
+                raise _SetupError(f"set-up did not finish within {self.policy.setup_timeout_s:g} s") from exc
             raise
+        held, self._held = self._held, None
+        self._link(LinkState.RECONNECTED if reconnect else LinkState.CONNECTED, f"{device.address} mtu {client.mtu_size}")
+        for record in held:
+            self._queue.put_nowait(record)
 
     async def _run(self) -> None:
         try:
@@ -387,7 +404,7 @@ class _BleSensor:
             try:
                 await self._connect_once(min(self.policy.scan_window_s, remaining), reconnect=True)
                 return True
-            except (LookupError, BleakError, asyncio.TimeoutError, OSError, _SetupError) as exc:
+            except Exception as exc:  # not found, refused, dropped mid-set-up: try again
                 log.info("%s: reconnect attempt %d failed: %s", self.description, attempt, exc)
             await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
             delay = min(delay * 2, self.policy.backoff_max_s)

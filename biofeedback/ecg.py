@@ -59,6 +59,7 @@ class RPeakDetector:
         self._ratio = threshold_ratio
         self._warm_n = int(round(warmup_s * self.fs_hz))
         self._warm_feat: list[float] = []
+        self._warm_done = False
         self._peaks_f: deque[float] = deque(maxlen=8)
         self._thr = float("inf")
         self._last_peak_i = -10**9
@@ -86,7 +87,7 @@ class RPeakDetector:
         self._t_last_s = (self._n - 1) / self.fs_hz if t_last_s is None else float(t_last_s)
         self._raw = np.concatenate([self._raw, x])
         keep = self._baseline_n + self._confirm_n + self._search_back_n + self._mwi_n + 4
-        if self._raw.size > keep + x.size:
+        if self._raw.size > keep + x.size and self._n > self._warm_n + x.size:
             drop = self._raw.size - (keep + x.size)
             self._raw = self._raw[drop:]
             self._raw_start += drop
@@ -107,14 +108,17 @@ class RPeakDetector:
     def _scan(self, feat: list[float], start: int, out: list[float]) -> None:
         i = start
         for f in feat:
-            if i < self._warm_n:
+            if not self._warm_done:
                 self._warm_feat.append(f)
-                if i == self._warm_n - 1:
+                i += 1
+                if i >= self._warm_n:
+                    self._warm_done = True
+                    # threshold learnt: go back over the warm-up so its beats are not lost
                     top = max(self._warm_feat)
                     self._peaks_f.append(top)
                     self._thr = self._ratio * top * 0.5
-                    self._warm_feat = []
-                i += 1
+                    warm, self._warm_feat = self._warm_feat, []
+                    self._scan(warm, 0, out)
                 continue
             if self._cand_i < 0:
                 if f > self._thr and i - self._last_feat_i > self._refractory_n:

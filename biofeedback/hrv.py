@@ -113,33 +113,46 @@ class HrSmoother:
         self._last_hr: float | None = None
         self._next_grid_t_s: float | None = None
         self.value_bpm: float | None = None
-        self.grid_t_s: list[float] = []
-        self.grid_hr: list[float] = []
+        self._pending: list[float] = []
 
-    def add_beat(self, t_s: float, hr_bpm: float, gap_before: bool = False) -> np.ndarray:
-        """Add a beat's HR; returns the raw grid values it produced (for downstream band filters)."""
-        if self._zi is None or gap_before or self._last_t_s is None or t_s <= self._last_t_s:
-            restart = self._zi is None or gap_before or self._last_t_s is None
-            if restart:
-                self._zi = self._zi_unit * hr_bpm
-                self.value_bpm = hr_bpm
-                self._last_t_s, self._last_hr = t_s, hr_bpm
-                self._next_grid_t_s = t_s + 1.0 / self.grid_hz
-                return np.empty(0)
-            return np.empty(0)  # out of order: ignore
-        step = 1.0 / self.grid_hz
-        n = int(math.floor((t_s - self._next_grid_t_s) * self.grid_hz + 1e-9)) + 1
-        if n <= 0:
+    def add_beat(self, t_s: float, hr_bpm: float, gap_before: bool = False) -> list[float]:
+        """Add a beat's HR; returns the raw grid values it produced (for downstream band filters).
+
+        Filtering is deferred to :meth:`value` so a beat costs a few float
+        operations; the filter state carries over, so the result is the same.
+        """
+        if self._zi is None or gap_before or self._last_t_s is None:
+            self._flush()
+            self._zi = self._zi_unit * hr_bpm
+            self.value_bpm = hr_bpm
             self._last_t_s, self._last_hr = t_s, hr_bpm
-            return np.empty(0)
-        tg = self._next_grid_t_s + step * np.arange(n)
-        frac = (tg - self._last_t_s) / (t_s - self._last_t_s)
-        hr = self._last_hr + (hr_bpm - self._last_hr) * frac
-        y, self._zi = signal.sosfilt(self._sos, hr, zi=self._zi)
-        self.value_bpm = float(y[-1])
-        self._next_grid_t_s = float(tg[-1] + step)
+            self._next_grid_t_s = t_s + 1.0 / self.grid_hz
+            return []
+        if t_s <= self._last_t_s:
+            return []  # out of order: ignore
+        step = 1.0 / self.grid_hz
+        tg = self._next_grid_t_s
+        t0, h0 = self._last_t_s, self._last_hr
+        slope = (hr_bpm - h0) / (t_s - t0)
+        new: list[float] = []
+        while tg <= t_s + 1e-9:
+            new.append(h0 + slope * (tg - t0))
+            tg += step
+        self._next_grid_t_s = tg
         self._last_t_s, self._last_hr = t_s, hr_bpm
-        return hr
+        self._pending.extend(new)
+        return new
+
+    def _flush(self) -> None:
+        if self._pending and self._zi is not None:
+            y, self._zi = signal.sosfilt(self._sos, self._pending, zi=self._zi)
+            self.value_bpm = float(y[-1])
+        self._pending = []
+
+    def value(self) -> float | None:
+        """The smoothed HR after the latest beat (None before the first)."""
+        self._flush()
+        return self.value_bpm
 
 
 class RsaEstimator:
@@ -153,6 +166,7 @@ class RsaEstimator:
     def __init__(self, grid_hz: float = 4.0, window_s: float = 30.0, band_hz: tuple[float, float] = (0.05, 0.5)) -> None:
         self._sos = signal.butter(2, band_hz, btype="band", fs=grid_hz, output="sos")
         self._zi = None
+        self._pending: list[float] = []
         self._buf: deque[float] = deque(maxlen=int(window_s * grid_hz))
         self._settle = int(20.0 * grid_hz)  # the band-pass rings for ~20 s after a start
         self._seen = 0
@@ -161,18 +175,27 @@ class RsaEstimator:
         self._zi = None
         self._buf.clear()
         self._seen = 0
+        self._pending = []
 
-    def add(self, grid_hr: np.ndarray) -> None:
-        if grid_hr.size == 0:
+    def add(self, grid_hr: list[float]) -> None:
+        """Queue grid HR values; filtered in bulk when the amplitude is asked for."""
+        self._pending.extend(grid_hr)
+        if len(self._pending) > 4 * self._buf.maxlen:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
             return
         if self._zi is None:
-            self._zi = signal.sosfilt_zi(self._sos) * grid_hr[0]
-        y, self._zi = signal.sosfilt(self._sos, grid_hr, zi=self._zi)
-        self._seen += grid_hr.size
+            self._zi = signal.sosfilt_zi(self._sos) * self._pending[0]
+        y, self._zi = signal.sosfilt(self._sos, self._pending, zi=self._zi)
+        self._seen += len(self._pending)
         self._buf.extend(y.tolist())
+        self._pending = []
 
     def amplitude_bpm(self) -> float | None:
         """None until the filter has settled and a full window exists."""
+        self._flush()
         if self._seen < self._settle + self._buf.maxlen // 2 or len(self._buf) < self._buf.maxlen // 2:
             return None
         y = np.fromiter(self._buf, dtype=np.float64)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -197,8 +198,8 @@ class HeartPipeline:
     def _typical_arrival_interval(self) -> float | None:
         if len(self._arrivals) < 3:
             return None
-        a = np.diff(np.fromiter(self._arrivals, dtype=np.float64))
-        return float(np.median(a))
+        a = self._arrivals
+        return statistics.median([a[k + 1] - a[k] for k in range(len(a) - 1)])
 
     def _feed_ecg(self, chunk: EcgChunk) -> None:
         from biofeedback.ecg import RPeakDetector
@@ -277,7 +278,7 @@ class HeartPipeline:
         quality = 0.0 if stale else quality_score(
             artifact_rate, self._gap_fraction(now_s), self._contact, self._link_ok, len(self._payload_errors)
         )
-        hr = self._smoother.value_bpm
+        hr = self._smoother.value()
         b = self._baseline
         return HeartState(
             t_s=now_s,

@@ -308,7 +308,7 @@ class RRCleaner:
             if rr1 is None or gap1:
                 persists = final and rr1 is None and abs(m0) <= 3.0
             else:
-                persists = abs(rr1 - rr0) <= abs(rr1 - prev) and abs(rr1 - rr0) <= th1
+                persists = abs(rr1 - rr0) <= th1 and (abs(rr0 - prev) <= th1 or abs(rr1 - rr0) <= abs(rr1 - prev))
             if persists:
                 p.popleft()
                 self._emit(out, t0, rr0, rr0, "normal", gap0, i0)

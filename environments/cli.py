@@ -31,6 +31,19 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     p_render.add_argument("--time", type=float, default=0.0, metavar="S", help="animation time (wind, birds)")
     p_render.set_defaults(handler=_render)
 
+    p_show = envs_sub.add_parser("show", help="show an environment live on a display (preview a level)")
+    p_show.add_argument("environment", metavar="ENV", help="environment name (see 'envs list')")
+    p_show.add_argument("--level", type=int, default=0, help="described level (default 0)")
+    p_show.add_argument("--display", choices=("headless", "desktop", "openvr"), default="desktop",
+                        help="where to show it (default desktop)")
+    p_show.add_argument("--size", default="640x720", metavar="WxH", help="per-eye size (desktop, headless)")
+    p_show.add_argument("--msaa", type=int, default=0, choices=(0, 2, 4, 8), help="multisampling (default 0)")
+    p_show.add_argument("--mono", action="store_true", help="one eye only (desktop)")
+    p_show.add_argument("--mirror", action="store_true", help="mirror the left eye to a window (openvr)")
+    p_show.add_argument("--max-fps", type=float, default=None, help="frame-rate cap (headless, desktop)")
+    p_show.add_argument("--frames", type=int, default=0, help="stop after N frames (default: until the window closes)")
+    p_show.set_defaults(handler=_show)
+
     b = bench.add_parser("render", help="stereo frame cost of every environment at its lowest and highest level")
     b.add_argument("--size", action="append", default=None, metavar="WxH",
                    help="per-eye size, repeatable (default 1440x1600 and 640x720)")
@@ -93,6 +106,38 @@ def _render(args: argparse.Namespace) -> int:
     )
     out = render_png(state, args.out, eye=args.eye, eye_size=size, msaa=args.msaa, t_s=args.time)
     print(f"wrote {out} ({args.environment} level {args.level}, {args.eye} eye, {size[0]}x{size[1]} per eye)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    import threading
+
+    from environments import registry
+    from environments.display import open_display, parse_size
+    from environments.render_loop import RenderLoop
+    from environments.scene_state import InputKind, SceneState, SceneStateBox
+
+    registry.check_level(args.environment, args.level)
+    box = SceneStateBox(SceneState(environment=args.environment, level=args.level))
+    display = open_display(args.display, eye_size=parse_size(args.size), stereo=not args.mono, msaa=args.msaa,
+                           mirror=args.mirror, max_fps=args.max_fps)
+    stop = threading.Event()
+
+    def on_input(event) -> None:
+        print(f"patient input: {event.kind.value}" + (f" {event.value:g}" if event.value is not None else ""))
+        if event.kind is InputKind.STOP:  # preview what the patient would get: the safe place
+            box.put(SceneState(environment="safe_place", level=0, safe_place=True, breath_phase=0.0))
+        elif event.kind is InputKind.QUIT:
+            stop.set()
+
+    try:
+        stats = RenderLoop(display, box, on_input).run(stop, max_frames=args.frames or None)
+    finally:
+        display.close()
+    gpu = f", GPU {stats.gpu_ms_median:.2f} ms" if stats.gpu_ms_median is not None else ""
+    cpu = f"{stats.cpu_ms_median:.2f}" if stats.cpu_ms_median is not None else "-"
+    print(f"{stats.frames} frames: CPU {cpu} ms median{gpu}, {stats.missed_frames} missed, "
+          f"{stats.draw_calls_per_eye} draws per eye")
     return 0
 
 

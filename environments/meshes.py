@@ -33,7 +33,7 @@ def cube() -> np.ndarray:
     return np.asarray(faces, dtype=np.float32)
 
 
-def sphere(segments: int = 16, rings: int = 10) -> np.ndarray:
+def sphere(segments: int = 14, rings: int = 8) -> np.ndarray:
     """A UV sphere of diameter 1 with smooth normals, as a triangle list."""
     theta = np.linspace(0.0, np.pi, rings + 1)
     phi = np.linspace(0.0, 2.0 * np.pi, segments + 1)

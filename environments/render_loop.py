@@ -75,11 +75,10 @@ class RenderLoop:
         except Exception:
             log.exception("patient-input handler failed for %s; the render loop carries on", event)
 
-    def run(self, stop: threading.Event) -> FrameStats:
-        """Render until ``stop`` is set or the display closes (then a QUIT input is emitted)."""
+    def run(self, stop: threading.Event, *, max_frames: int | None = None) -> FrameStats:
+        """Render until ``stop`` is set, ``max_frames`` were shown, or the display closes (then QUIT is emitted)."""
         display = self.display
-        renderer = Renderer(display.ctx, display.eye_size, msaa=display.msaa, stereo=display.stereo)
-        self.renderer = renderer
+        renderer: Renderer | None = None
         t0 = time.perf_counter()
         last_state = None
         try:
@@ -88,6 +87,9 @@ class RenderLoop:
                 if pose is None:
                     self._deliver(PatientInput(t_s=time.perf_counter(), kind=InputKind.QUIT, source=display.kind))
                     break
+                if renderer is None:  # created on the first frame, on this (the GL) thread
+                    renderer = Renderer(display.ctx, display.eye_size, msaa=display.msaa, stereo=display.stereo)
+                    self.renderer = renderer
                 state = self.scene.get()
                 if state is not last_state:
                     try:
@@ -103,13 +105,18 @@ class RenderLoop:
                 display.poll(self._deliver)
                 if self._captures:
                     self._serve_captures(renderer)
+                if max_frames is not None and self.frames >= max_frames:
+                    break
+            if renderer is None:
+                return display.timer.stats()
             return display.timer.stats(renderer.draw_calls_per_eye, renderer.instances)
         finally:
             self._fail_pending("the render loop stopped before the frame was captured")
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
                 self._writer = None
-            renderer.release()
+            if renderer is not None:
+                renderer.release()
             self.renderer = None
 
     def _serve_captures(self, renderer: Renderer) -> None:

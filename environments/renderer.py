@@ -30,8 +30,8 @@ UBO_FLOATS = 3 * 16 + 8 * 4
 NEAR_M = 0.05
 FAR_M = 2500.0
 PANEL_DISTANCE_M = 1.4
-PACER_DISTANCE_M = 2.0
-PANEL_EYE_HEIGHT_M = 1.5
+PACER_DISTANCE_M = 2.5
+PANEL_EYE_HEIGHT_M = 1.2
 
 
 def perspective(fovy_rad: float, aspect: float, near: float = NEAR_M, far: float = FAR_M) -> np.ndarray:
@@ -291,15 +291,17 @@ class Renderer:
         try:
             build = registry.build(env, level, intensity, dials)
         except RenderError as exc:
-            if self._build is None:
-                raise
+            if self._build is None:  # nothing shown yet: the safe place, never a dead headset
+                log.error("cannot show %s level %s (%s); showing the safe place", env, level, exc)
+                self._rebuild(key, "safe_place", 0, 0.0, ())
+                return
             log.error("cannot show %s level %s (%s); keeping %s level %s", env, level, exc, self.environment, self.level)
             self._build_key = key
             return
         pacer = np.zeros((1, INSTANCE_FLOATS), np.float32)
         ax, ay, az = build.anchor_xyz
         fwd = np.array([-math.sin(build.anchor_yaw_rad), 0.0, -math.cos(build.anchor_yaw_rad)])
-        pacer[0, 0:3] = np.array([ax, ay + 1.45, az]) + fwd * PACER_DISTANCE_M
+        pacer[0, 0:3] = np.array([ax, ay + 1.7, az]) + fwd * PACER_DISTANCE_M
         pacer[0, 3:6] = 0.5
         pacer[0, 9] = 1.0
         pacer[0, 18:21] = (0.55, 0.8, 1.0)
@@ -385,7 +387,7 @@ class Renderer:
             eye.ubo.write(eye.ubo_data)
         if self._glass_count > 1:
             self._sort_glass(self._eyes[0].cam[0:3])
-        if self._shadow_dirty or self._build.dynamic:
+        if self._shadow_dirty:
             self._render_shadows()
         for eye in self._eyes:
             self._render_eye(ctx, eye)
@@ -450,7 +452,9 @@ class Renderer:
 
     def _place_panel(self) -> None:
         """The panel stands 1.4 m ahead of the patient's standing point, just below eye height, facing them."""
-        model = self._anchor @ translation(0.0, PANEL_EYE_HEIGHT_M, -PANEL_DISTANCE_M) @ np.diag([1.0, 0.5, 1.0, 1.0])
+        tilt = math.atan2(1.65 - PANEL_EYE_HEIGHT_M, PANEL_DISTANCE_M)  # face a standing patient's eyes
+        model = (self._anchor @ translation(0.0, PANEL_EYE_HEIGHT_M, -PANEL_DISTANCE_M) @ rotation_x(tilt)
+                 @ np.diag([1.0, 0.5, 1.0, 1.0]))
         self._panel_prog["u_model"].write(np.ascontiguousarray(model.T, np.float32))
 
     @property

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from biofeedback.clock import Clock
 from biofeedback.errors import BiofeedbackError
@@ -443,4 +443,4 @@ def drive_from_scene(scene: SceneStateBox) -> Callable[[], float]:
 
 def initial_scene(safe_environment: str) -> SceneState:
     """The scene shown before the session publishes its first state."""
-    return replace(SceneState(environment=safe_environment, level=0), fade=1.0, safe_place=True)
+    return SceneState(environment=safe_environment, level=0, fade=1.0, safe_place=True)

@@ -85,6 +85,7 @@ class VirtualStrap:
         body_sensor_location: int = 1,
         advertising_interval_ms: float = 100.0,
         pmd_start_status: int = 0,
+        auto_hr_rr_ms: Sequence[float] = (),
     ) -> None:
         self.name = name
         self.address = address
@@ -93,6 +94,7 @@ class VirtualStrap:
         self.body_sensor_location = body_sensor_location
         self.advertising_interval_ms = advertising_interval_ms
         self.pmd_start_status = pmd_start_status
+        self.auto_hr_rr_ms = list(auto_hr_rr_ms)
         self.device: Device | None = None
         self.pmd_commands: list[bytes] = []
         self.ecg_streaming: asyncio.Event | None = None  # events are created on the loop in _build
@@ -178,6 +180,19 @@ class VirtualStrap:
         assert self.device is not None and self._pmd_cp is not None
         asyncio.get_running_loop().create_task(self.device.indicate_subscriber(connection, self._pmd_cp, response))
 
+    async def auto_stream(self) -> None:
+        """Notify about once a second while subscribed, like a worn strap (demo/CLI runs)."""
+        from biofeedback.hrm import encode_heart_rate_measurement
+
+        k = 0
+        while True:
+            await asyncio.sleep(1.0)
+            if self.subscribed is None or not self.subscribed.is_set() or not self.auto_hr_rr_ms:
+                continue
+            rr = [self.auto_hr_rr_ms[k % len(self.auto_hr_rr_ms)]]
+            k += 1
+            await self.notify_hr(encode_heart_rate_measurement(round(60000 / rr[0]), rr, sensor_contact=True))
+
     # -- test controls -------------------------------------------------------------------------
     async def start_advertising(self) -> None:
         assert self.device is not None
@@ -232,6 +247,7 @@ class VirtualRadio:
         self._lock: asyncio.Lock | None = None
         self._scan_users = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Power everything on in the running loop (idempotent)."""
@@ -245,10 +261,13 @@ class VirtualRadio:
         controller = Controller("adapter", link=self.link)
         self.central = Device(name="vrex-host", address=Address("C0:00:00:00:00:01"), host=Host(controller, AsyncPipeSink(controller)))
         await self.central.power_on()
+        self._tasks = []
         for strap in self.straps:
             strap._build(self.link)
             await strap.device.power_on()
             await strap.start_advertising()
+            if strap.auto_hr_rr_ms:
+                self._tasks.append(loop.create_task(strap.auto_stream()))
 
     def backend(self) -> BleBackend:
         """The scanner/client classes bound to this radio, for vrex's BLE sensors."""
@@ -390,11 +409,8 @@ class BumbleClient(BaseBleakClient):
         connection.on("disconnection", self._on_disconnection)
         peer = Peer(connection)
         self._peer = peer
-        try:
-            await peer.request_mtu(self._radio.max_mtu)
-            await peer.discover_all()
-        except Exception as exc:
-            raise BleakError(f"GATT discovery failed on {self.address}: {exc}") from exc
+        await self._gatt(lambda p: p.request_mtu(self._radio.max_mtu))
+        await self._gatt(lambda p: p.discover_all())
         self.services = self._collect_services(peer)
 
     def _on_disconnection(self, *_args: Any) -> None:
@@ -439,35 +455,60 @@ class BumbleClient(BaseBleakClient):
             raise BleakError("Not connected")
         return self._peer
 
+    async def _gatt(self, make: Callable[[Peer], Any]) -> Any:
+        """Run one GATT operation; like an OS stack, fail it at once if the link drops meanwhile."""
+        peer = self._require_peer()
+        op = asyncio.ensure_future(make(peer))
+        gone = asyncio.get_running_loop().create_future()
+
+        def on_gone(*_args: Any) -> None:
+            if not gone.done():
+                gone.set_result(None)
+
+        peer.connection.on("disconnection", on_gone)
+        try:
+            await asyncio.wait({op, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            peer.connection.remove_listener("disconnection", on_gone)
+        if not op.done():
+            op.cancel()
+            raise BleakError(f"{self.address}: disconnected during a GATT operation")
+        try:
+            return op.result()
+        except BleakError:
+            raise
+        except Exception as exc:  # bumble's ATT errors -> bleak's family, as platform backends do
+            raise BleakError(f"{self.address}: GATT operation failed: {exc}") from exc
+
     async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, **kwargs: Any) -> bytearray:
-        return bytearray(await self._require_peer().read_value(characteristic.obj))
+        return bytearray(await self._gatt(lambda p: p.read_value(characteristic.obj)))
 
     async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, **kwargs: Any) -> bytearray:
-        return bytearray(await self._require_peer().read_value(descriptor.obj))
+        return bytearray(await self._gatt(lambda p: p.read_value(descriptor.obj)))
 
     async def write_gatt_char(self, characteristic: BleakGATTCharacteristic, data: Any, response: bool) -> None:
-        await self._require_peer().write_value(characteristic.obj, bytes(data), with_response=response)
+        await self._gatt(lambda p: p.write_value(characteristic.obj, bytes(data), with_response=response))
 
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: Any) -> None:
-        await self._require_peer().write_value(descriptor.obj, bytes(data), with_response=True)
+        await self._gatt(lambda p: p.write_value(descriptor.obj, bytes(data), with_response=True))
 
     async def start_notify(self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any) -> None:
         def subscriber(value: bytes) -> None:
             callback(bytearray(value))
 
         self._subscribers[characteristic.handle] = subscriber
-        await self._require_peer().subscribe(characteristic.obj, subscriber, prefer_notify=True)
+        await self._gatt(lambda p: p.subscribe(characteristic.obj, subscriber, prefer_notify=True))
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
         subscriber = self._subscribers.pop(characteristic.handle, None)
-        await self._require_peer().unsubscribe(characteristic.obj, subscriber)
+        await self._gatt(lambda p: p.unsubscribe(characteristic.obj, subscriber))
 
 
 def demo_radio() -> VirtualRadio:
     """Two straps (an HR-only strap and an H10 with ECG) for CLI tests via VREX_BLE_BACKEND."""
     return VirtualRadio(
         [
-            VirtualStrap("HRM-Dual 1234", "F0:00:00:00:00:01"),
+            VirtualStrap("HRM-Dual 1234", "F0:00:00:00:00:01", auto_hr_rr_ms=[812.0, 790.0, 805.0, 830.0]),
             VirtualStrap("Polar H10 A1B2C3D4", "F0:00:00:00:00:02", with_pmd=True),
         ]
     )

@@ -1,0 +1,181 @@
+"""``openvr``: SteamVR through the ``openvr`` package (the only module that imports it).
+
+The compositor paces the loop (``waitGetPoses``), the HMD pose drives the
+camera, each eye is rendered at the runtime's recommended size and submitted as
+a GL texture; controller trigger, grip and menu become :class:`PatientInput`.
+OpenVR matrices are row-major 3x4 / 4x4 in the usual maths convention
+(``v' = M v``); GL wants column-major, so they are transposed on upload.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import moderngl
+import numpy as np
+import openvr
+
+from environments.display import FrameTimer
+from environments.errors import DisplayUnavailableError
+from environments.renderer import FAR_M, NEAR_M, HeadPose
+from environments.scene_state import InputKind, PatientInput
+
+log = logging.getLogger(__name__)
+
+_BUTTONS = {
+    openvr.k_EButton_SteamVR_Trigger: InputKind.TRIGGER,
+    openvr.k_EButton_Grip: InputKind.GRIP,
+    openvr.k_EButton_ApplicationMenu: InputKind.MENU,
+}
+
+
+def hmd34_to_numpy(m: openvr.HmdMatrix34_t, out: np.ndarray | None = None) -> np.ndarray:
+    """An OpenVR 3x4 rigid transform as a 4x4 maths-convention matrix (bottom row 0 0 0 1)."""
+    out = np.eye(4) if out is None else out
+    for i in range(3):
+        row = m.m[i]
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = row[0], row[1], row[2], row[3]
+    out[3, :3] = 0.0
+    out[3, 3] = 1.0
+    return out
+
+
+def hmd44_to_numpy(m: openvr.HmdMatrix44_t) -> np.ndarray:
+    """An OpenVR 4x4 (projection) matrix as a numpy array, same (row-major, maths) convention."""
+    return np.array([[m.m[i][j] for j in range(4)] for i in range(4)], dtype=np.float64)
+
+
+def to_gl(matrix: np.ndarray) -> bytes:
+    """Column-major float32 bytes for a GL uniform (the transpose of the row-major matrix)."""
+    return np.ascontiguousarray(np.asarray(matrix, np.float32).T).tobytes()
+
+
+def init_error_message(exc: BaseException) -> str:
+    """What to tell the user when ``openvr.init`` fails: what is missing and what to start instead."""
+    name = type(exc).__name__
+    if "PathRegistryNotFound" in name or "Installation" in name or "VRClientDLLNotFound" in name:
+        what = "SteamVR is not installed or has never been run on this account"
+    elif "HmdNotFound" in name or "HmdNotFoundPresenceFailed" in name:
+        what = "SteamVR cannot find a headset (is it plugged in and switched on?)"
+    elif "NoServerForBackgroundApp" in name or "InitCanceledByUser" in name or "Server" in name:
+        what = "SteamVR is not running"
+    else:
+        what = "SteamVR could not be initialised"
+    return f"{what} (openvr: {name}): start SteamVR with the headset connected, or use --display desktop"
+
+
+class OpenVRDisplay:
+    """A SteamVR headset; optionally mirrors the left eye to a desktop window."""
+
+    kind = "openvr"
+
+    def __init__(self, *, msaa: int = 4, mirror: bool = False) -> None:
+        try:
+            self.system = openvr.init(openvr.VRApplication_Scene)
+        except openvr.error_code.InitError as exc:
+            raise DisplayUnavailableError(init_error_message(exc)) from exc
+        except OSError as exc:  # the bundled libopenvr_api could not be loaded
+            raise DisplayUnavailableError(
+                f"the OpenVR library cannot be loaded ({exc}): reinstall the 'openvr' package, or use --display desktop"
+            ) from exc
+        self._shut = False
+        try:
+            self.compositor = openvr.VRCompositor()
+            self.compositor.setTrackingSpace(openvr.TrackingUniverseStanding)
+            w, h = self.system.getRecommendedRenderTargetSize()
+            self.eye_size = (int(w), int(h))
+            self.stereo = True
+            self.msaa = msaa
+            self._mirror = None
+            if mirror:
+                from environments.desktop_display import DesktopDisplay
+
+                self._mirror = DesktopDisplay(eye_size=self.eye_size, stereo=False, msaa=0, max_fps=None,
+                                              title="vrex - headset mirror (left eye)")
+                self.ctx = self._mirror.ctx
+            else:
+                from environments.headless_display import create_egl_context
+
+                self.ctx = create_egl_context()
+            self.timer = FrameTimer(self.ctx)
+            eye_to_head = np.stack([hmd34_to_numpy(self.system.getEyeToHeadTransform(e))
+                                    for e in (openvr.Eye_Left, openvr.Eye_Right)])
+            proj = np.stack([hmd44_to_numpy(self.system.getProjectionMatrix(e, NEAR_M, FAR_M))
+                             for e in (openvr.Eye_Left, openvr.Eye_Right)])
+            self.pose = HeadPose(tracking_from_head=np.eye(4), head_from_eye=eye_to_head, proj=proj, tracked=True)
+            self._poses = (openvr.TrackedDevicePose_t * openvr.k_unMaxTrackedDeviceCount)()
+            self._event = openvr.VREvent_t()
+            self._textures: list[openvr.Texture_t] = []
+            self._timing = openvr.Compositor_FrameTiming()
+            self._last_frame_index = -1
+            self._quit = False
+            self._pending: list[PatientInput] = []
+        except Exception:
+            self.close()
+            raise
+
+    def begin_frame(self) -> HeadPose | None:
+        if self._quit:
+            return None
+        try:
+            self.compositor.waitGetPoses(self._poses, None)
+        except openvr.error_code.CompositorError as exc:  # e.g. DoNotHaveFocus: keep the last pose
+            log.debug("waitGetPoses: %s", exc)
+        self.timer.begin()
+        hmd = self._poses[openvr.k_unTrackedDeviceIndex_Hmd]
+        if hmd.bPoseIsValid:
+            hmd34_to_numpy(hmd.mDeviceToAbsoluteTracking, self.pose.tracking_from_head)
+        return self.pose
+
+    def present(self, eye_textures: Sequence[moderngl.Texture]) -> None:
+        if len(self._textures) != len(eye_textures) or any(
+            t.handle != tex.glo for t, tex in zip(self._textures, eye_textures)
+        ):
+            self._textures = [
+                openvr.Texture_t(handle=tex.glo, eType=openvr.TextureType_OpenGL, eColorSpace=openvr.ColorSpace_Gamma)
+                for tex in eye_textures
+            ]
+        self.compositor.submit(openvr.Eye_Left, self._textures[0])
+        self.compositor.submit(openvr.Eye_Right, self._textures[-1])
+        self.timer.end()
+        self._count_missed()
+        if self._mirror is not None:
+            self._mirror.present(eye_textures[:1])
+
+    def _count_missed(self) -> None:
+        """Dropped and mis-presented frames from the compositor's timing of the last frame."""
+        self._timing.m_nSize = ctypes.sizeof(openvr.Compositor_FrameTiming)
+        ok = self.compositor.function_table.getFrameTiming(ctypes.byref(self._timing), 0)
+        if ok and self._timing.m_nFrameIndex != self._last_frame_index:
+            self._last_frame_index = self._timing.m_nFrameIndex
+            self.timer.add_missed(self._timing.m_nNumDroppedFrames + self._timing.m_nNumMisPresented)
+
+    def poll(self, on_input: Callable[[PatientInput], None]) -> None:
+        while self.system.pollNextEvent(self._event):
+            ev = self._event
+            if ev.eventType == openvr.VREvent_Quit:
+                self._quit = True
+                self.system.acknowledgeQuit_Exiting()
+            elif ev.eventType == openvr.VREvent_ButtonPress:
+                kind = _BUTTONS.get(ev.data.controller.button)
+                if kind is not None:
+                    role = self.system.getControllerRoleForTrackedDeviceIndex(ev.trackedDeviceIndex)
+                    on_input(PatientInput(t_s=time.perf_counter(), kind=kind, value=float(role), source="openvr"))
+        if self._mirror is not None:
+            self._mirror.window.dispatch_events()
+            if self._mirror._closed:
+                self._mirror.close()
+                self._mirror = None
+
+    def close(self) -> None:
+        if self._shut:
+            return
+        self._shut = True
+        if getattr(self, "_mirror", None) is not None:
+            self._mirror.close()
+        elif getattr(self, "ctx", None) is not None:
+            self.ctx.release()
+        openvr.shutdown()

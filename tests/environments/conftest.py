@@ -1,0 +1,40 @@
+"""Fixtures for renderer tests: one offscreen EGL context per session, small eye sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import require
+
+
+@pytest.fixture(scope="session")
+def gl_ctx():
+    """A GL 3.3+ core EGL context (Mesa llvmpipe here, the GPU's EGL elsewhere)."""
+    try:
+        import moderngl
+
+        ctx = moderngl.create_standalone_context(backend="egl", require=330)
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        require(False, f"no EGL OpenGL 3.3 context: {exc}")
+    yield ctx
+    ctx.release()
+
+
+@pytest.fixture
+def render(gl_ctx):
+    """render(state, size=(w, h), msaa=0, t_s=0.0) -> (left, right) RGB arrays; releases GL objects after."""
+    from environments.renderer import HeadPose, Renderer
+
+    made = []
+
+    def _render(state, size=(128, 128), msaa=0, t_s=0.0, renderer=None):
+        r = renderer or Renderer(gl_ctx, size, msaa=msaa, stereo=True)
+        if renderer is None:
+            made.append(r)
+        r.set_state(state)
+        r.render(HeadPose.default(size), t_s)
+        return r.read_rgb(0), r.read_rgb(1)
+
+    yield _render
+    for r in made:
+        r.release()

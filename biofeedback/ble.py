@@ -362,6 +362,7 @@ class _BleSensor:
 
     async def _run(self) -> None:
         try:
+            self._link(LinkState.SEARCHING, f"scanning for {self.target!r}")
             try:
                 await self._connect_once(self.policy.first_scan_s, reconnect=False)
             except LookupError as exc:

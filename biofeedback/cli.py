@@ -233,13 +233,13 @@ def bench_link_command(args: argparse.Namespace) -> int:
     if args.drops < 1:
         raise BiofeedbackError(f"--drops must be >= 1, got {args.drops}")
     try:
-        from tests.ble.bumble_backend import VirtualRadio, VirtualStrap  # noqa: F401
+        from biofeedback.virtual_ble import VirtualRadio, VirtualStrap  # noqa: F401
     except ImportError as exc:
         from biofeedback.errors import SensorUnavailableError
 
         raise SensorUnavailableError(
-            f"bench link needs the bumble test backend ({exc}); run it from the repository root with the dev extras "
-            "installed (pip install -e '.[dev]')"
+            f"bench link needs bumble for its virtual radio ({exc}); install the virtual-ble extra "
+            "(pip install -e '.[virtual-ble]')"
         ) from exc
     result = asyncio.run(_bench_link(args))
     rows = result["drops"]
@@ -275,7 +275,7 @@ async def _bench_link(args: argparse.Namespace) -> dict[str, Any]:
     from biofeedback.clock import ScaledClock
     from biofeedback.hrm import encode_heart_rate_measurement
     from biofeedback.records import HeartSample, LinkEvent, LinkState
-    from tests.ble.bumble_backend import VirtualRadio, VirtualStrap
+    from biofeedback.virtual_ble import VirtualRadio, VirtualStrap
 
     loop = asyncio.get_running_loop()
     strap = VirtualStrap("Bench HRM", "F0:00:00:00:00:0B", advertising_interval_ms=args.adv_interval_ms)

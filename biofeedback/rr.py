@@ -1,27 +1,40 @@
-"""Streaming RR-interval artefact detection and correction (causal Lipponen & Tarvainen).
+"""Streaming RR-interval artefact detection and correction (causal Lipponen & Tarvainen 2019).
 
 Straps and R-peak detectors produce ectopic beats, missed and extra detections
-and plain wrong values. Lipponen & Tarvainen (2019) classify a beat from its
-successive difference and its deviation from a local median, each normalised
-by a rolling quartile-deviation threshold (``alpha`` x QD over 91 beats). The
-published method and NeuroKit2's port use centred windows and move R-peaks;
-this one is causal (thresholds and median from the *cleaned past*, at most two
-intervals of look-ahead) and corrects RR *values*, which keeps the beat timeline
-and does less damage to the neighbours:
+and plain wrong values. Lipponen & Tarvainen (2019, the method behind Kubios)
+classify every interval from the *raw* series:
 
-* missed beat (an interval ~n x the median): split into n intervals;
-* extra beat (two fragments that sum to ~one median interval): merged;
-* ectopic / misplaced beat (short-long or long-short pair summing to ~two
-  intervals): the pair's total time is kept and re-shared by interpolating
-  between the neighbours;
-* long/short (an isolated deviant value that does not persist): replaced by
-  interpolation; a deviation that persists over the look-ahead is accepted as
-  a real change of heart rate;
+* ``dRR[j] = RR[j] - RR[j-1]`` normalised by ``th1 = alpha x QD(|dRR|)``;
+* ``mRR[j] = RR[j] - median11(RR)[j]`` (negative values doubled) normalised by
+  ``th2 = alpha x QD(|mRR|)``; QD = quartile deviation over 91 values;
+* the subspaces ``S12[j]`` (max or min of ``dRR[j-1]``, ``dRR[j+1]``) and
+  ``S22[j]`` (min or max of ``dRR[j+1]``, ``dRR[j+2]``), and the decision rules
+  of their Figure 1: ectopic (``dRR > 1 and S12 < -c1 dRR - c2`` or
+  ``dRR < -1 and S12 > -c1 dRR + c2``), long (``dRR > 1 and S22 < -1``), short
+  (``dRR < -1 and S22 > 1``), long/short (``|mRR| > 3``), missed
+  (long and ``|RR/2 - med| < th2``), extra (short and ``|RR[j] + RR[j+1] - med| < th2``).
+
+The published method and NeuroKit2's port (``signal_fixpeaks(method="kubios")``)
+use centred windows and move R-peaks. This one is causal: the 91-value
+quartile windows and the 11-beat median end at the newest interval, which is
+at most two intervals ahead of the one being decided (``S22`` needs exactly
+two). It corrects RR *values*, which keeps the beat timeline and does not
+damage the neighbours:
+
+* missed beat (an interval worth n medians): split into n intervals;
+* extra beat (two fragments worth one median): merged;
+* ectopic / misplaced beat (the short-long or long-short pair Kubios flags on
+  its second interval): the pair's total time is kept (the beat after it is
+  real) and re-shared by interpolating between the neighbours, which is
+  moving the misplaced beat, not its neighbour;
+* long/short (a deviant value that is none of the above): replaced by
+  interpolation between the neighbours;
 * physiologically impossible values that fit none of the above: dropped.
 
 Gaps (lost notifications) are not artefacts: the caller marks them with
-``gap_before`` and the cleaner keeps its history but never pairs across them.
-Per beat the work is O(1): two sorted 91-value windows kept with ``bisect``.
+``gap_before``; no difference is formed across a gap (it counts as 0 and
+stays out of the threshold history). Per beat the work is O(1): three sorted
+windows (91, 91, 11 values) kept with ``bisect``.
 """
 
 from __future__ import annotations
@@ -30,28 +43,29 @@ import bisect
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
+_TRACE = None
 KINDS = ("normal", "ectopic", "missed", "extra", "longshort", "implausible")
 
 
 @dataclass(frozen=True, slots=True)
 class RRCleanerConfig:
-    """Parameters of the cleaner; the defaults are Lipponen & Tarvainen's (c1, c2 used for ectopics)."""
+    """Parameters of the cleaner; alpha, c1, c2 and both windows are Lipponen & Tarvainen's."""
 
     alpha: float = 5.2
     c1: float = 0.13
     c2: float = 0.17
     threshold_window: int = 91
     median_window: int = 11
-    #: threshold floor (ms): very regular rhythms must not turn tiny changes into artefacts
+    #: threshold floor (ms): a metronome-regular rhythm (QD ~ 0) must not turn tiny changes into artefacts
     min_threshold_ms: float = 20.0
-    #: until this many clean intervals are known, thresholds are at least prior_fraction x median
+    #: until this many intervals are known, thresholds are at least prior_fraction x median
     warmup_beats: int = 15
     prior_fraction: float = 0.12
     #: physiological range of one RR interval (240 bpm .. 20 bpm)
@@ -59,8 +73,6 @@ class RRCleanerConfig:
     max_rr_ms: float = 3000.0
     #: most beats a single long interval may be split into (missed-beat correction)
     max_missed: int = 4
-    #: relative tolerance for "worth n median intervals" (missed, extra, ectopic pair)
-    ratio_tolerance: float = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +132,9 @@ class _SortedWindow:
         return s[mid] if n % 2 else 0.5 * (s[mid - 1] + s[mid])
 
     def quartile_deviation(self) -> float:
-        """(Q3 - Q1) / 2 with linear interpolation (numpy's default percentile)."""
+        """(Q3 - Q1) / 2 with linear interpolation (numpy's and pandas' default quantile)."""
         s = self._sorted
-        n = len(s)
-        if n < 2:
+        if len(s) < 2:
             return 0.0
         return 0.5 * (_quantile(s, 0.75) - _quantile(s, 0.25))
 
@@ -135,6 +146,15 @@ def _quantile(s: list[float], q: float) -> float:
     if lo + 1 >= len(s):
         return s[lo]
     return s[lo] + (s[lo + 1] - s[lo]) * frac
+
+
+class _In:
+    """One input interval waiting for its decision: value, end time, gap flag, index, raw dRR (ms)."""
+
+    __slots__ = ("rr", "t", "gap", "idx", "d")
+
+    def __init__(self, rr: float, t: float, gap: bool, idx: int, d: float) -> None:
+        self.rr, self.t, self.gap, self.idx, self.d = rr, t, gap, idx, d
 
 
 class RRCleaner:
@@ -155,15 +175,16 @@ class RRCleaner:
     def reset(self) -> None:
         """Forget all history (a new recording, or a new person)."""
         cfg = self.config
-        self._pending: deque[tuple[float, float, bool, int]] = deque()  # (rr_ms, t_s, gap_before, idx)
-        self._nn_hist = _SortedWindow(cfg.median_window)
-        self._dnn_hist = _SortedWindow(cfg.threshold_window)
-        self._dev_hist = _SortedWindow(cfg.threshold_window)
-        self._prev_nn: float | None = None
-        self._prev_t_s: float | None = None
+        self._pending: deque[_In] = deque()
+        self._med = _SortedWindow(cfg.median_window)  # raw RR, the 11-beat median
+        self._dabs = _SortedWindow(cfg.threshold_window)  # |dRR| of the raw series (th1)
+        self._mabs = _SortedWindow(cfg.threshold_window)  # |mRR| of the raw series (th2)
+        self._last_raw: float | None = None  # last pushed value, for the next raw dRR
+        self._d_prev = 0.0  # raw dRR of the last decided interval (S12 needs dRR[j-1])
+        self._prev_nn: float | None = None  # last emitted NN (interpolation anchor), None after a gap
         self._last_in_t_s = 0.0
-        self._clean_count = 0
         self._next_idx = 0
+        self._seen = 0
         self.n_in = 0
         self.n_artifacts = 0
 
@@ -178,50 +199,60 @@ class RRCleaner:
         if t_s is None:
             t_s = self._last_in_t_s + rr / 1000.0
         self._last_in_t_s = float(t_s)
-        idx = self._next_idx
+        gap = bool(gap_before)
+        if self._last_raw is None or gap:
+            d = 0.0
+            gap = gap or self._next_idx > 0
+        else:
+            d = rr - self._last_raw
+            self._dabs.push(abs(d))
+        self._last_raw = rr
+        self._med.push(rr)
+        self._seen += 1
+        self._pending.append(_In(rr, float(t_s), gap, self._next_idx, d))
         self._next_idx += 1
         self.n_in += 1
-        self._pending.append((rr, float(t_s), bool(gap_before), idx))
         out: list[CleanBeat] = []
         while len(self._pending) > self.LOOKAHEAD:
-            self._decide(out, final=False)
+            self._decide(out)
         return out
 
     def flush(self) -> list[CleanBeat]:
         """Finalise every held interval (end of a series) using the look-ahead that exists."""
         out: list[CleanBeat] = []
         while self._pending:
-            self._decide(out, final=True)
+            self._decide(out)
         return out
 
     # ------------------------------------------------------------------ internals
-    def _stats(self, hint: Sequence[float]) -> tuple[float, float, float]:
-        """Median, th1 (successive-difference threshold) and th2 (median-deviation threshold), in ms."""
+    def _thresholds(self, med: float) -> tuple[float, float]:
         cfg = self.config
-        if len(self._nn_hist) >= 3:
-            med = self._nn_hist.median()
-        else:
-            vals = [v for v in hint if cfg.min_rr_ms <= v <= cfg.max_rr_ms] or list(hint)
-            med = float(np.median(vals))
-        th1 = cfg.alpha * self._dnn_hist.quartile_deviation()
-        th2 = cfg.alpha * self._dev_hist.quartile_deviation()
         floor = cfg.min_threshold_ms
-        if self._clean_count < cfg.warmup_beats:
+        if self._seen < cfg.warmup_beats:
             floor = max(floor, cfg.prior_fraction * med)
-        return med, max(th1, floor), max(th2, floor)
+        th1 = cfg.alpha * self._dabs.quartile_deviation()
+        th2 = cfg.alpha * self._mabs.quartile_deviation()
+        return max(th1, floor), max(th2, floor)
 
     def _emit(self, out: list[CleanBeat], t_s: float, rr: float, nn: float, kind: str, gap: bool, idx: int) -> None:
-        artifact = kind != "normal"
-        out.append(CleanBeat(t_s, rr, nn, kind, artifact, gap, idx))
-        if self._prev_nn is not None and not gap:
-            self._dnn_hist.push(abs(nn - self._prev_nn))
-        if len(self._nn_hist) >= 3:
-            dev = nn - self._nn_hist.median()
-            self._dev_hist.push(abs(dev) * (2.0 if dev < 0 else 1.0))
-        self._nn_hist.push(nn)
+        out.append(CleanBeat(t_s, rr, nn, kind, kind != "normal", gap, idx))
         self._prev_nn = nn
-        self._prev_t_s = t_s
-        self._clean_count += 1
+
+    def _pop(self) -> _In:
+        x = self._pending.popleft()
+        self._d_prev = x.d
+        return x
+
+    def _next_normal(self, med: float, th2: float, start: int = 1) -> float | None:
+        """A look-ahead value that looks normal (for interpolation), or None."""
+        p = self._pending
+        for k in range(start, len(p)):
+            x = p[k]
+            if x.gap:
+                return None
+            if abs(x.rr - med) < th2:
+                return x.rr
+        return None
 
     def _spread(self, total: float, n: int, nxt: float | None, med: float) -> list[float]:
         """Share ``total`` ms over n intervals along a line from the previous NN to the next one."""
@@ -231,109 +262,110 @@ class RRCleaner:
         scale = total / sum(preds)
         return [p * scale for p in preds]
 
-    def _decide(self, out: list[CleanBeat], final: bool) -> None:
+    def _decide(self, out: list[CleanBeat]) -> None:
         cfg = self.config
         p = self._pending
-        rr0, t0, gap0, i0 = p[0]
-        rr1 = p[1][0] if len(p) > 1 else None
-        rr2 = p[2][0] if len(p) > 2 else None
-        gap1 = p[1][2] if len(p) > 1 else True
-        gap2 = p[2][2] if len(p) > 2 else True
-        med, th1, th2 = self._stats([v for v, _, _, _ in p] if len(self._nn_hist) < 3 else ())
-        prev = self._prev_nn if (self._prev_nn is not None and not gap0) else None
+        x0 = p[0]
+        x1 = p[1] if len(p) > 1 else None
+        x2 = p[2] if len(p) > 2 else None
+        med = self._med.median()
+        m_raw = x0.rr - med
+        m_abs = abs(m_raw) * (2.0 if m_raw < 0 else 1.0)
+        self._mabs.push(m_abs)
+        th1, th2 = self._thresholds(med)
+        first = x0.gap or x0.idx == 0  # no dRR to judge by: the median deviation decides alone
+        # normalised dRR[j-1 .. j+2]; a gap or the end of the data counts as "no change"
+        dm1 = 0.0 if first else self._d_prev / th1
+        d0 = x0.d / th1
+        d1 = x1.d / th1 if (x1 is not None and not x1.gap) else 0.0
+        d2 = x2.d / th1 if (x2 is not None and not x2.gap and not (x1 is not None and x1.gap)) else 0.0
+        m0 = m_abs / th2
+        plausible = cfg.min_rr_ms <= x0.rr <= cfg.max_rr_ms
+        c1, c2 = cfg.c1, cfg.c2
+        if _TRACE is not None:
+            _TRACE[x0.idx] = (dm1, d0, d1, d2, m0, th1, th2, med)
 
-        d0 = (rr0 - prev) / th1 if prev is not None else 0.0
-        dev0 = rr0 - med
-        m0 = (dev0 * (2.0 if dev0 < 0 else 1.0)) / th2
-        abnormal0 = abs(d0) > 1.0 or abs(m0) > 3.0 or not (cfg.min_rr_ms <= rr0 <= cfg.max_rr_ms)
-        # a plausible "next" value for interpolation: rr2 if it looks normal, else rr1, else the median
-        nxt = None
-        for cand, gap in ((rr2, gap2), (rr1, gap1)):
-            if cand is not None and not gap and abs(cand - med) < 2.0 * th2:
-                nxt = cand
-                break
-
-        # extra beat: a short fragment that with its neighbour makes one interval
-        if rr1 is not None and not gap1:
-            short0 = d0 < -1.0 or m0 < -3.0 or rr0 < cfg.min_rr_ms
-            d1 = (rr1 - rr0) / th1
-            short1 = d1 < -1.0 or (2.0 * (rr1 - med)) / th2 < -3.0 or rr1 < cfg.min_rr_ms
-            err01 = abs(rr0 + rr1 - med)
-            if (short0 or short1) and err01 < min(th2, cfg.ratio_tolerance * med):
-                err12 = abs(rr1 + rr2 - med) if (rr2 is not None and not gap2) else math.inf
-                if short0 or err01 <= err12:
-                    p.popleft()
-                    rr1_, t1, _, i1 = p.popleft()
-                    self.n_artifacts += 2
-                    self._emit(out, t1, rr1_, rr0 + rr1_, "extra", gap0, i1)
-                    return
-            # ectopic / misplaced beat: short-long or long-short pair worth two intervals
-            if prev is not None and abs(d0) > 1.0:
-                opposite = (d0 < -1.0 and d1 > max(1.0, cfg.c1 * -d0 + cfg.c2)) or (
-                    d0 > 1.0 and d1 < -max(1.0, cfg.c1 * d0 + cfg.c2)
-                )
-                if opposite and abs(rr0 + rr1 - 2.0 * med) < min(2.0 * th2, 2.0 * cfg.ratio_tolerance * med):
-                    nxt_pair = rr2 if (rr2 is not None and not gap2 and abs(rr2 - med) < 2.0 * th2) else None
-                    nn_a, nn_b = self._spread(rr0 + rr1, 2, nxt_pair, med)
-                    p.popleft()
-                    rr1_, t1, _, i1 = p.popleft()
-                    self.n_artifacts += 2
-                    self._emit(out, t0 - (rr0 - nn_a) / 1000.0, rr0, nn_a, "ectopic", gap0, i0)
-                    self._emit(out, t1, rr1_, nn_b, "ectopic", False, i1)
-                    return
-
-        if not abnormal0:
-            p.popleft()
-            self._emit(out, t0, rr0, rr0, "normal", gap0, i0)
+        if abs(d0) <= 1.0 and m0 <= 3.0 and plausible:
+            self._pop()
+            self._emit(out, x0.t, x0.rr, x0.rr, "normal", x0.gap, x0.idx)
             return
 
-        # missed beat(s): one interval worth n intervals
-        if rr0 > med:
-            n = int(round(rr0 / med))
-            if 2 <= n <= cfg.max_missed and abs(rr0 / n - med) < min(th2, cfg.ratio_tolerance * med):
-                p.popleft()
+        # Kubios' long / short tests (S22 from the two look-ahead differences)
+        if first:
+            long0, short0 = m_raw > 0, m_raw < 0
+        else:
+            s22 = min(d1, d2) if d0 >= 0 else max(d1, d2)
+            long0 = d0 > 1.0 and s22 < -1.0
+            short0 = d0 < -1.0 and s22 > 1.0
+        ls0 = m0 > 3.0
+
+        # extra beat: a short fragment that with the next one makes one median interval
+        if x1 is not None and not x1.gap and (short0 or x0.rr < cfg.min_rr_ms) and abs(x0.rr + x1.rr - med) < th2:
+            self._pop()
+            y = self._pop()
+            self.n_artifacts += 2
+            self._emit(out, y.t, y.rr, x0.rr + y.rr, "extra", x0.gap, y.idx)
+            return
+        # missed beat(s): one interval worth n medians
+        if (long0 or x0.rr > cfg.max_rr_ms) and med > 0:
+            n = int(round(x0.rr / med))
+            if 2 <= n <= cfg.max_missed and abs(x0.rr / n - med) < th2:
+                self._pop()
                 self.n_artifacts += 1
-                parts = self._spread(rr0, n, nxt, med)
-                t_start = t0 - rr0 / 1000.0
+                parts = self._spread(x0.rr, n, self._next_normal(med, th2), med)
+                t_start = x0.t - x0.rr / 1000.0
                 acc = 0.0
                 for k, nn in enumerate(parts):
                     acc += nn
-                    t_k = t0 if k == n - 1 else t_start + acc / 1000.0
-                    self._emit(out, t_k, rr0, nn, "missed", gap0 and k == 0, i0)
+                    t_k = x0.t if k == n - 1 else t_start + acc / 1000.0
+                    self._emit(out, t_k, x0.rr, nn, "missed", x0.gap and k == 0, x0.idx)
                 return
-
-        plausible = cfg.min_rr_ms <= rr0 <= cfg.max_rr_ms
-        if plausible and prev is not None:
-            # a change that persists over the look-ahead is the heart, not an artefact
-            if rr1 is None or gap1:
-                persists = final and rr1 is None and abs(m0) <= 3.0
+        # ectopic / misplaced beat: Kubios flags the pair's second interval j+1 when
+        # dRR[j+1] and both its neighbours dRR[j], dRR[j+2] have opposite signs (S12 test)
+        if x1 is not None and not x1.gap and not first and plausible and cfg.min_rr_ms <= x1.rr <= cfg.max_rr_ms:
+            if d1 > 1.0:
+                ect1 = d0 < 0 and max(d0, d2) < -c1 * d1 - c2
+            elif d1 < -1.0:
+                ect1 = d0 > 0 and min(d0, d2) > -c1 * d1 + c2
             else:
-                persists = abs(rr1 - rr0) <= th1 and (abs(rr0 - prev) <= th1 or abs(rr1 - rr0) <= abs(rr1 - prev))
-            if persists:
-                p.popleft()
-                self._emit(out, t0, rr0, rr0, "normal", gap0, i0)
+                ect1 = False
+            if ect1 and abs(d0) > 1.0:
+                total = x0.rr + x1.rr
+                nn_a, nn_b = self._spread(total, 2, self._next_normal(med, th2, start=2), med)
+                self._pop()
+                y = self._pop()
+                self.n_artifacts += 2
+                self._emit(out, x0.t - (x0.rr - nn_a) / 1000.0, x0.rr, nn_a, "ectopic", x0.gap, x0.idx)
+                self._emit(out, y.t, y.rr, nn_b, "ectopic", False, y.idx)
                 return
-        elif plausible and prev is None and abs(m0) <= 3.0:
-            # the first interval after a start or a gap: nothing to difference against
-            p.popleft()
-            self._emit(out, t0, rr0, rr0, "normal", gap0, i0)
+        # a lone ectopic interval (its partner was already judged normal) is a long/short value
+        if not first and d0 > 1.0:
+            ect0 = max(dm1, d1) < -c1 * d0 - c2
+        elif not first and d0 < -1.0:
+            ect0 = min(dm1, d1) > -c1 * d0 + c2
+        else:
+            ect0 = False
+        if plausible and not (ect0 or long0 or short0 or ls0):
+            self._pop()
+            self._emit(out, x0.t, x0.rr, x0.rr, "normal", x0.gap, x0.idx)
             return
 
-        p.popleft()
+        self._pop()
         self.n_artifacts += 1
         if not plausible:
-            log.debug("dropping implausible RR %.1f ms", rr0)
+            log.debug("dropping implausible RR %.1f ms", x0.rr)
             # the next beat follows an unknown stretch of time: do not difference across it
             if p:
-                r, t, _, i = p[0]
-                p[0] = (r, t, True, i)
+                p[0].gap, p[0].d = True, 0.0
             else:
-                self._prev_nn = None
-            out.append(CleanBeat(t0, rr0, math.nan, "implausible", True, gap0, i0))
+                self._last_raw = None
+            self._prev_nn = None
+            out.append(CleanBeat(x0.t, x0.rr, math.nan, "implausible", True, x0.gap, x0.idx))
             return
-        a = prev if prev is not None else med
-        nn = 0.5 * (a + (nxt if nxt is not None else a))
-        self._emit(out, t0, rr0, nn, "longshort", gap0, i0)
+        a = self._prev_nn if (self._prev_nn is not None and not x0.gap) else med
+        b = self._next_normal(med, th2)
+        nn = 0.5 * (a + (b if b is not None else a))
+        self._emit(out, x0.t, x0.rr, nn, "longshort", x0.gap, x0.idx)
 
 
 def clean_rr(rr_ms: Iterable[float], config: RRCleanerConfig | None = None) -> RRCleanResult:

@@ -28,7 +28,7 @@ FAST = ReconnectPolicy(scan_window_s=2.0, connect_timeout_s=5.0, backoff_initial
 
 
 def _radio(**kw):
-    from tests.ble.bumble_backend import VirtualRadio, VirtualStrap
+    from biofeedback.virtual_ble import VirtualRadio, VirtualStrap
 
     h10 = VirtualStrap(*H10, with_pmd=True, **kw.pop("h10", {}))
     dual = VirtualStrap(*DUAL, body_sensor_location=2)
@@ -285,3 +285,30 @@ def test_close_during_set_up_still_ends_the_stream_cleanly() -> None:
     out = run_async(go())
     states = [r.state for r in out if isinstance(r, LinkEvent)]
     assert states[-1] is LinkState.CLOSED
+
+
+def test_random_payloads_over_the_air_never_break_the_stream() -> None:
+    rng = np.random.default_rng(11)
+    hr_payloads = [rng.integers(0, 256, size=int(n), dtype=np.uint8).tobytes() for n in rng.integers(0, 21, size=150)]
+    pmd_payloads = [rng.integers(0, 256, size=int(n), dtype=np.uint8).tobytes() for n in rng.integers(0, 240, size=60)]
+
+    async def go():
+        radio, _, h10 = _radio()
+        sensor = PolarEcgSensor(H10[1], VirtualClock(), backend=radio.backend(), policy=FAST)
+        records = sensor.records()
+        await take_until(records, _is_link(LinkState.CONNECTED))
+        await asyncio.wait_for(h10.ecg_streaming.wait(), 5)
+        for p in hr_payloads:
+            await h10.notify_hr(p)
+        for p in pmd_payloads:
+            await h10.send_pmd_raw(p)
+        await h10.notify_hr(bytes.fromhex("10482c03"))
+        got = await take_until(records, lambda r: isinstance(r, HeartSample) and r.rr_ms == pytest.approx((792.97,), abs=0.01) and r.hr_bpm == 72 and r.sensor_contact is None)
+        await sensor.close()
+        return got
+
+    got = run_async(go())
+    data_records = [r for r in got if isinstance(r, (HeartSample, EcgChunk, PayloadError))]
+    # one record per notification, whatever its bytes: a sample, a chunk or a counted error
+    assert len(data_records) == len(hr_payloads) + len(pmd_payloads) + 1
+    assert any(isinstance(r, PayloadError) for r in data_records)

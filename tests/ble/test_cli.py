@@ -13,7 +13,7 @@ import pytest
 import main
 from tests.conftest import REPO_ROOT
 
-BUMBLE_BACKEND = "tests.ble.bumble_backend:demo_backend"
+BUMBLE_BACKEND = "biofeedback.virtual_ble:demo_backend"
 
 
 def test_devices_without_an_adapter_is_one_line_and_exit_2() -> None:

@@ -1,5 +1,8 @@
 """A bleak backend over bumble's in-process virtual radio, and virtual heart-rate straps.
 
+Used by the tests, by `bench link` and by `VREX_BLE_BACKEND=biofeedback.virtual_ble:demo_backend`
+(`devices`/`monitor` against virtual straps, e.g. for training without hardware).
+
 bleak >= 2 accepts ``backend=`` classes in ``BleakScanner``/``BleakClient``; the
 classes here implement bleak's ``BaseBleakScanner``/``BaseBleakClient`` on top of
 a bumble ``Device`` (the "host adapter") whose controller shares a
@@ -515,5 +518,5 @@ def demo_radio() -> VirtualRadio:
 
 
 def demo_backend() -> BleBackend:
-    """Entry point for ``VREX_BLE_BACKEND=tests.ble.bumble_backend:demo_backend``."""
+    """Entry point for ``VREX_BLE_BACKEND=biofeedback.virtual_ble:demo_backend``."""
     return demo_radio().backend()

@@ -1,0 +1,80 @@
+"""The OpenVR path without SteamVR: conversions with the real openvr structs, and the missing-runtime error."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+openvr = pytest.importorskip("openvr")
+
+import main  # noqa: E402
+from environments.openvr_display import hmd34_to_numpy, hmd44_to_numpy, init_error_message, to_gl  # noqa: E402
+
+
+def _hmd34(rows) -> "openvr.HmdMatrix34_t":
+    m = openvr.HmdMatrix34_t()
+    for i in range(3):
+        for j in range(4):
+            m.m[i][j] = rows[i][j]
+    return m
+
+
+def test_pose_34_becomes_a_4x4_that_moves_points_like_openvr_says():
+    # 90 degrees about +Y, then 1.7 m up and 0.5 m back: OpenVR's row-major, v' = M v.
+    c, s = math.cos(math.pi / 2), math.sin(math.pi / 2)
+    rows = [[c, 0, s, 0.0], [0, 1, 0, 1.7], [-s, 0, c, 0.5]]
+    m4 = hmd34_to_numpy(_hmd34(rows))
+    assert m4.shape == (4, 4)
+    np.testing.assert_allclose(m4[3], [0, 0, 0, 1])
+    p = m4 @ np.array([0.0, 0.0, -1.0, 1.0])  # a point 1 m ahead of the headset
+    np.testing.assert_allclose(p[:3], [-1.0, 1.7, 0.5], atol=1e-6)
+
+
+def test_in_place_conversion_reuses_the_array():
+    out = np.zeros((4, 4))
+    res = hmd34_to_numpy(_hmd34([[1, 0, 0, 0.032], [0, 1, 0, 0], [0, 0, 1, 0]]), out)
+    assert res is out and out[0, 3] == pytest.approx(0.032) and out[3, 3] == 1.0
+
+
+def test_projection_44_and_its_gl_upload_are_transposes():
+    near, far, t = 0.05, 100.0, 1.2
+    proj = openvr.HmdMatrix44_t()
+    vals = [[1 / t, 0, 0.1, 0], [0, 1 / t, 0, 0], [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
+            [0, 0, -1, 0]]
+    for i in range(4):
+        for j in range(4):
+            proj.m[i][j] = vals[i][j]
+    p = hmd44_to_numpy(proj)
+    np.testing.assert_allclose(p, vals, rtol=1e-6)
+    clip = p @ np.array([0.0, 0.0, -near, 1.0])
+    assert clip[2] / clip[3] == pytest.approx(-1.0, abs=1e-4)  # near plane -> NDC -1 (GL convention)
+    gl = np.frombuffer(to_gl(p), np.float32).reshape(4, 4)
+    np.testing.assert_allclose(gl, np.asarray(vals, np.float32).T)  # column-major: element [col][row]
+    assert gl[3, 2] == pytest.approx(p[2, 3])  # translation term sits in the 4th column block
+
+
+def test_missing_runtime_gives_a_clear_display_error():
+    from environments.display import open_display
+    from environments.errors import DisplayUnavailableError
+
+    with pytest.raises(DisplayUnavailableError) as err:
+        open_display("openvr")
+    msg = str(err.value)
+    assert "SteamVR" in msg and "start SteamVR" in msg and "--display desktop" in msg
+
+
+def test_init_error_message_names_the_openvr_error():
+    with pytest.raises(openvr.error_code.InitError) as err:
+        openvr.init(openvr.VRApplication_Scene)  # no SteamVR on test machines: the real error
+    msg = init_error_message(err.value)
+    assert type(err.value).__name__ in msg
+    assert "start SteamVR" in msg and "--display desktop" in msg
+
+
+def test_missing_runtime_exits_2_without_a_traceback(capsys):
+    rc = main.run(["envs", "show", "heights", "--display", "openvr", "--frames", "1"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vrex: error: ") and "start SteamVR" in err and "Traceback" not in err

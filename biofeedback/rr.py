@@ -51,6 +51,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _TRACE = None
+_V_LONG = lambda m0: True
 KINDS = ("normal", "ectopic", "missed", "extra", "longshort", "implausible")
 
 
@@ -345,7 +346,7 @@ class RRCleaner:
             ect0 = min(dm1, d1) > -c1 * d0 + c2
         else:
             ect0 = False
-        if plausible and not (ect0 or long0 or short0 or ls0):
+        if plausible and not (ect0 or (long0 and _V_LONG(m0)) or short0 or ls0):
             self._pop()
             self._emit(out, x0.t, x0.rr, x0.rr, "normal", x0.gap, x0.idx)
             return

@@ -11,7 +11,10 @@ Pipeline per sample: causal Butterworth band-pass 5-25 Hz (SciPy, state kept
 between chunks) -> squared first difference -> 100 ms moving-window integral
 -> adaptive threshold (a fraction of the median of the last 8 beat peaks,
 halving while no beat is found, so a big artefact cannot blind it) with a
-250 ms refractory period. A beat is final 0.25 s after its integral's peak:
+250 ms refractory period; a second complex that rises after the integral fell
+below half the threshold and past the refractory period is a beat of its own
+(PVC couplets), and the threshold never decays below 1/8 of its learnt level
+(a flat line or a lost lead makes no beats). A beat is final 0.25 s after its integral's peak:
 latency ~0.35 s from the R wave. Chunking never changes the result, so
 :func:`detect_r_peaks` (one chunk) equals the streamed detector.
 """
@@ -66,6 +69,8 @@ class RPeakDetector:
         self._last_feat_i = -10**9
         self._cand_i = -1
         self._cand_f = 0.0
+        self._cand_dipped = False
+        self._floor_ratio = threshold_ratio / 8.0
         self._n = 0  # samples seen
         # raw history for timing: samples [self._raw_start, self._n)
         self._raw = np.empty(0)
@@ -122,14 +127,22 @@ class RPeakDetector:
                 continue
             if self._cand_i < 0:
                 if f > self._thr and i - self._last_feat_i > self._refractory_n:
-                    self._cand_i, self._cand_f = i, f
+                    self._cand_i, self._cand_f, self._cand_dipped = i, f, False
                 elif i - self._last_feat_i > 1.5 * self.fs_hz and i % self._refractory_n == 0:
-                    # nothing for 1.5 s: lower the bar (recovers after a large artefact or a weak lead)
-                    self._thr *= 0.5
+                    # nothing for 1.5 s: lower the bar (recovers after a large artefact or a weak
+                    # lead), but never below a floor: a flat line or lead-off must not become beats
+                    self._thr = max(0.5 * self._thr, self._floor_ratio * float(np.median(self._peaks_f)))
             elif f > self._cand_f:
-                self._cand_i, self._cand_f = i, f
+                if self._cand_dipped and i - self._cand_i > self._refractory_n:
+                    # a second, separate QRS (couplet, close double event): keep both
+                    self._accept(out)
+                    self._cand_i, self._cand_f, self._cand_dipped = i, f, False
+                else:
+                    self._cand_i, self._cand_f = i, f
             elif i - self._cand_i >= self._confirm_n:
                 self._accept(out)
+            elif f < 0.5 * self._thr:
+                self._cand_dipped = True
             i += 1
 
     def _accept(self, out: list[float]) -> None:

@@ -50,8 +50,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-_TRACE = None
-_V_LONG = lambda m0: True
 KINDS = ("normal", "ectopic", "missed", "extra", "longshort", "implausible")
 
 
@@ -74,6 +72,9 @@ class RRCleanerConfig:
     max_rr_ms: float = 3000.0
     #: most beats a single long interval may be split into (missed-beat correction)
     max_missed: int = 4
+    #: a lone long interval (Kubios' dRR > 1 and S22 < -1) must also be this far above the median
+    #: (in th2 units): slow breathing makes single long beats that stand out from their neighbours only
+    long_min_mrr: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +241,7 @@ class RRCleaner:
         self._prev_nn = nn
 
     def _pop(self) -> _In:
+        """Take the oldest held interval; its raw dRR becomes dRR[j-1] of the next decision."""
         x = self._pending.popleft()
         self._d_prev = x.d
         return x
@@ -254,6 +256,12 @@ class RRCleaner:
             if abs(x.rr - med) < th2:
                 return x.rr
         return None
+
+    def _merge_ok(self, merged: float, med: float, th1: float, th2: float, gap: bool) -> bool:
+        """Kubios' extra-beat test (|RR[j] + RR[j+1] - med| < th2), and the merged interval must itself be normal."""
+        if abs(merged - med) >= th2:
+            return False
+        return self._prev_nn is None or gap or abs(merged - self._prev_nn) <= th1
 
     def _spread(self, total: float, n: int, nxt: float | None, med: float) -> list[float]:
         """Share ``total`` ms over n intervals along a line from the previous NN to the next one."""
@@ -283,25 +291,39 @@ class RRCleaner:
         m0 = m_abs / th2
         plausible = cfg.min_rr_ms <= x0.rr <= cfg.max_rr_ms
         c1, c2 = cfg.c1, cfg.c2
-        if _TRACE is not None:
-            _TRACE[x0.idx] = (dm1, d0, d1, d2, m0, th1, th2, med)
+
+        # extra beat whose first fragment looks normal: the next interval is a short
+        # fragment that belongs with this one rather than with the one after it
+        if x1 is not None and not x1.gap and plausible and abs(d0) <= 1.0:
+            short1 = x1.rr < cfg.min_rr_ms or 2.0 * (med - x1.rr) / th2 > 3.0
+            if short1 and self._merge_ok(x0.rr + x1.rr, med, th1, th2, x0.gap):
+                after = abs(x1.rr + x2.rr - med) if (x2 is not None and not x2.gap) else math.inf
+                if abs(x0.rr + x1.rr - med) < after:
+                    self._pop()
+                    y = self._pop()
+                    self.n_artifacts += 2
+                    self._emit(out, y.t, y.rr, x0.rr + y.rr, "extra", x0.gap, y.idx)
+                    return
 
         if abs(d0) <= 1.0 and m0 <= 3.0 and plausible:
             self._pop()
             self._emit(out, x0.t, x0.rr, x0.rr, "normal", x0.gap, x0.idx)
             return
 
+        ls0 = m0 > 3.0
+        if ls0 and x2 is not None and not (x1.gap or x2.gap) and abs(x1.rr - x0.rr) <= th2 and abs(x2.rr - x0.rr) <= th2:
+            # a new level that the look-ahead confirms: the causal median has not caught up (centred would)
+            ls0 = False
         # Kubios' long / short tests (S22 from the two look-ahead differences)
         if first:
-            long0, short0 = m_raw > 0, m_raw < 0
+            long0, short0 = ls0 and m_raw > 0, ls0 and m_raw < 0
         else:
             s22 = min(d1, d2) if d0 >= 0 else max(d1, d2)
             long0 = d0 > 1.0 and s22 < -1.0
             short0 = d0 < -1.0 and s22 > 1.0
-        ls0 = m0 > 3.0
 
         # extra beat: a short fragment that with the next one makes one median interval
-        if x1 is not None and not x1.gap and (short0 or x0.rr < cfg.min_rr_ms) and abs(x0.rr + x1.rr - med) < th2:
+        if x1 is not None and not x1.gap and (short0 or x0.rr < cfg.min_rr_ms) and self._merge_ok(x0.rr + x1.rr, med, th1, th2, x0.gap):
             self._pop()
             y = self._pop()
             self.n_artifacts += 2
@@ -346,7 +368,7 @@ class RRCleaner:
             ect0 = min(dm1, d1) > -c1 * d0 + c2
         else:
             ect0 = False
-        if plausible and not (ect0 or (long0 and _V_LONG(m0)) or short0 or ls0):
+        if plausible and not (ect0 or (long0 and m0 > cfg.long_min_mrr) or short0 or ls0):
             self._pop()
             self._emit(out, x0.t, x0.rr, x0.rr, "normal", x0.gap, x0.idx)
             return

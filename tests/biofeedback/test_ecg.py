@@ -76,3 +76,29 @@ def test_pipeline_takes_ecg_chunks(ecg208):
     st = p.state(x.size / 130.0)
     assert not st.stale and st.beats > 80
     assert 80 < st.hr_bpm < 120
+
+
+def _synthetic_ecg(beat_times_s, fs_hz, duration_s, width_s=0.012, amp_uv=1200.0, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(duration_s * fs_hz)) / fs_hz
+    x = rng.normal(0.0, 15.0, t.size)
+    for b in beat_times_s:
+        x += amp_uv * np.exp(-0.5 * ((t - b) / width_s) ** 2)
+    return x
+
+
+def test_close_couplet_gives_two_beats_at_130_hz():
+    beats = list(np.arange(0.5, 20.0, 0.75))
+    beats.insert(15, beats[14] + 0.28)  # a premature beat 280 ms after its predecessor
+    beats = sorted(beats)
+    p = detect_r_peaks(_synthetic_ecg(beats, 130.0, 21.0), 130.0)
+    assert p.size == len(beats)
+    np.testing.assert_allclose(p, beats, atol=0.004)
+
+
+def test_flat_line_after_lead_off_makes_no_beats():
+    beats = np.arange(0.5, 10.0, 0.8)
+    x = _synthetic_ecg(beats, 130.0, 30.0)
+    x[int(10.2 * 130):] = np.random.default_rng(1).normal(0.0, 3.0, x.size - int(10.2 * 130))  # lead off: tiny noise
+    p = detect_r_peaks(x, 130.0)
+    assert p.size == beats.size

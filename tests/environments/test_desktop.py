@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import threading
 import time
 
@@ -15,29 +13,6 @@ from environments.scene_state import InputKind, SceneState, SceneStateBox
 from tests.conftest import require
 
 pytestmark = [pytest.mark.xvfb, pytest.mark.gl]
-
-
-@pytest.fixture(scope="module")
-def xvfb_display():
-    require(shutil.which("Xvfb") is not None, "Xvfb is not installed (apt-get install xvfb)")
-    num = 90 + os.getpid() % 400
-    proc = subprocess.Popen(["Xvfb", f":{num}", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sock = f"/tmp/.X11-unix/X{num}"
-    for _ in range(100):
-        if os.path.exists(sock) or proc.poll() is not None:
-            break
-        time.sleep(0.05)  # waiting for the X server to start, not for the engine
-    require(proc.poll() is None, "Xvfb failed to start")
-    old = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = f":{num}"
-    yield f":{num}"
-    if old is None:
-        os.environ.pop("DISPLAY", None)
-    else:
-        os.environ["DISPLAY"] = old
-    proc.terminate()
-    proc.wait(10)
 
 
 def test_window_renders_takes_keys_and_closes(xvfb_display):

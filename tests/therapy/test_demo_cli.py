@@ -133,3 +133,17 @@ def test_interrupt_leaves_a_valid_closed_record(tmp_path, signum):
     assert status == "interrupted" and ended is not None and signal.Signals(signum).name in reason
     assert kinds[-1] == "SessionEnded" and n_after >= n
     assert "interrupted" in stdout
+
+
+@pytest.mark.xvfb
+def test_demo_opens_a_desktop_window_when_there_is_a_screen(tmp_path, xvfb_display):
+    out = tmp_path / "out"
+    res = vrex("demo", "--minutes", "7", "--speed", "60", "--out", str(out), "--eye-size", "96x96",
+               env={"DISPLAY": xvfb_display})
+    assert res.returncode == 0, res.stderr
+    with sqlite3.connect(out / "vrex.sqlite3") as conn:
+        (sid, status, meta), = conn.execute("SELECT id, status, metadata_json FROM sessions").fetchall()
+    assert status == "completed" and '"display": "desktop"' in meta
+    shots = sorted((out / "frames" / sid).glob("*.png"))
+    assert len(shots) >= 3
+    assert all(np.asarray(Image.open(p).convert("RGB")).std() > 5.0 for p in shots)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from biofeedback.simulated import Fault, PatientModel
+from protocols.model import load_protocol
 from therapy import commands as cmd
 from therapy.events import (
     EndStatus,
@@ -92,9 +93,11 @@ def test_dropouts_and_bad_payloads_never_end_the_session(virtual_session):
 
 
 def test_hr_ceiling_sends_the_patient_to_the_safe_place(virtual_session):
-    # a patient whose heart races at the first height (85 % of Tanaka max at 35 y = 156 bpm)
-    model = PatientModel(rest_hr_bpm=95.0, fear_gain_bpm=900.0, habituation_tau_s=1e6, fear_floor=1.0)
-    s = virtual_session(minutes=12, seed=1, model=model)
+    # an older patient (80 y: 85 % of Tanaka's 152 bpm = 129 bpm) whose heart races at the first height
+    spec, _ = load_protocol("heights-graded")
+    spec = spec.model_copy(update={"safety": spec.safety.model_copy(update={"age_years": 80})})
+    model = PatientModel(rest_hr_bpm=90.0, fear_gain_bpm=900.0, habituation_tau_s=1e6, fear_floor=1.0)
+    s = virtual_session(minutes=12, seed=1, model=model, protocol=spec)
     alerts = [e for e in s.of(SafetyAlert) if e.code == "hr_ceiling"]
     assert alerts and alerts[0].action == "safe_place" and "ceiling" in alerts[0].message
     safe = [e for e in s.of(PhaseChanged) if e.phase is Phase.SAFE_PLACE]

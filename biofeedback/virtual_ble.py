@@ -26,6 +26,8 @@ import uuid as uuid_lib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient, NotifyCallback
 from bleak.backends.descriptor import BleakGATTDescriptor
@@ -184,7 +186,12 @@ class VirtualStrap:
         asyncio.get_running_loop().create_task(self.device.indicate_subscriber(connection, self._pmd_cp, response))
 
     async def auto_stream(self) -> None:
-        """Notify about once a second while subscribed, like a worn strap (demo/CLI runs)."""
+        """Stream like a worn strap (demo/CLI runs): HR notifications about once a second while
+        subscribed and, on a strap with PMD, 73-sample ECG frames at 130 Hz while ECG is started.
+        Beats follow ``auto_hr_rr_ms`` in a cycle; the ECG is a synthetic PQRST at those beats."""
+        await asyncio.gather(self._auto_hr(), self._auto_ecg())
+
+    async def _auto_hr(self) -> None:
         from biofeedback.hrm import encode_heart_rate_measurement
 
         k = 0
@@ -195,6 +202,28 @@ class VirtualStrap:
             rr = [self.auto_hr_rr_ms[k % len(self.auto_hr_rr_ms)]]
             k += 1
             await self.notify_hr(encode_heart_rate_measurement(round(60000 / rr[0]), rr, sensor_contact=True))
+
+    async def _auto_ecg(self, fs_hz: float = 130.0, frame_samples: int = 73) -> None:
+        if not self.with_pmd or not self.auto_hr_rr_ms:
+            return
+        loop = asyncio.get_running_loop()
+        t_s, next_beat_s, k = 0.0, 0.3, 0
+        beats: list[float] = []
+        while True:
+            await asyncio.sleep(frame_samples / fs_hz)
+            if self.ecg_streaming is None or not self.ecg_streaming.is_set():
+                continue
+            t = t_s + np.arange(frame_samples) / fs_hz
+            t_s += frame_samples / fs_hz
+            while next_beat_s < t_s + 0.5:
+                beats.append(next_beat_s)
+                next_beat_s += self.auto_hr_rr_ms[k % len(self.auto_hr_rr_ms)] / 1000.0
+                k += 1
+            beats = [b for b in beats if b > t[0] - 1.0]
+            samples = synthetic_ecg_uv(t, np.asarray(beats))
+            started = loop.time()
+            await self.send_ecg_frame([int(v) for v in samples], sample_period_ns=round(1e9 / fs_hz))
+            log.debug("virtual ECG frame sent in %.1f ms", (loop.time() - started) * 1e3)
 
     # -- test controls -------------------------------------------------------------------------
     async def start_advertising(self) -> None:
@@ -507,12 +536,26 @@ class BumbleClient(BaseBleakClient):
         await self._gatt(lambda p: p.unsubscribe(characteristic.obj, subscriber))
 
 
+# PQRST as Gaussians: (offset from the R peak s, amplitude uV, width s).
+_PQRST = ((-0.20, 120.0, 0.025), (-0.03, -100.0, 0.010), (0.0, 1200.0, 0.012), (0.03, -250.0, 0.012), (0.25, 300.0, 0.050))
+
+
+def synthetic_ecg_uv(t_s: np.ndarray, beat_times_s: np.ndarray) -> np.ndarray:
+    """A clean synthetic ECG (microvolts) at times ``t_s`` with R peaks at ``beat_times_s``."""
+    out = np.zeros_like(t_s, dtype=np.float64)
+    for offset, amp, width in _PQRST:
+        d = t_s[:, None] - (beat_times_s[None, :] + offset)
+        out += amp * np.exp(-0.5 * (d / width) ** 2).sum(axis=1)
+    return out
+
+
 def demo_radio() -> VirtualRadio:
     """Two straps (an HR-only strap and an H10 with ECG) for CLI tests via VREX_BLE_BACKEND."""
     return VirtualRadio(
         [
             VirtualStrap("HRM-Dual 1234", "F0:00:00:00:00:01", auto_hr_rr_ms=[812.0, 790.0, 805.0, 830.0]),
-            VirtualStrap("Polar H10 A1B2C3D4", "F0:00:00:00:00:02", with_pmd=True),
+            VirtualStrap("Polar H10 A1B2C3D4", "F0:00:00:00:00:02", with_pmd=True,
+                         auto_hr_rr_ms=[845.0, 860.0, 880.0, 870.0, 850.0, 835.0]),
         ]
     )
 

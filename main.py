@@ -166,7 +166,9 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     clock = ScaledClock(args.speed)
     scene = SceneStateBox(initial_scene(safe_info.name))
-    sensor = SimulatedSensor(clock, seed=args.seed, drive=drive_from_scene(scene), faults=args.fault)
+    sensor = SimulatedSensor(
+        clock, seed=args.seed, drive=drive_from_scene(scene, len(env_info.levels)), faults=args.fault
+    )
     pipeline = HeartPipeline()
     bus = EventBus()
     commands = cmd.CommandQueue()

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 class SceneState:
     """Everything one frame needs to know.
 
-    ``level`` is the described level (0 = mildest); ``intensity`` is 0..1 and
-    may move smoothly between levels so the scene changes gradually. ``dials``
+    ``level`` is the described level (0 = mildest); ``intensity`` is 0..1, how
+    far the scene has moved from ``level`` towards ``level + 1`` (0 = exactly
+    the level as described), so a level change is shown gradually. ``dials``
     override individual dials of the level (name, value) pairs. ``fade`` is 0
     (clear) to 1 (fully ``fade_rgb``). ``panel_text`` is shown on a world-space
     panel in front of the patient (SUDS prompt, messages); ``suds_prompt`` is

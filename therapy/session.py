@@ -123,7 +123,7 @@ class SessionRuntime:
         self.level = min(protocol.exposure.start_level, self._max_level)
         self.heart: HeartState | None = None
         self._t0 = clock.now()
-        self._intensity = 0.0
+        self._shown_level = float(self.level)  # what the patient sees: ramps towards self.level
         self._env_switched_s = self._t0
         self._env_name = safe_environment.name
         self._seq = 0
@@ -375,6 +375,7 @@ class SessionRuntime:
         if name != self._env_name:
             self._env_name = name
             self._env_switched_s = now
+            self._shown_level = float(self.level)
             self._fade_rgb = (1.0, 1.0, 1.0) if white else (0.0, 0.0, 0.0)
 
     def _end(self, status: EndStatus, reason: str) -> None:
@@ -394,13 +395,13 @@ class SessionRuntime:
         self._bus.publish(event)
 
     def _publish_scene(self, now: float) -> None:
-        exposed = self.phase is Phase.EXPOSURE and self._env_name == self._env.name
-        target = self.level / max(1, len(self._env.levels) - 1) if exposed else 0.0
+        # The scene moves towards a new level over ramp_s (level + intensity = how far), never in one jump.
         ramp_s = self._protocol.exposure.ramp_s
-        step = self.tick_s / ramp_s / max(1, len(self._env.levels) - 1) if ramp_s > 0 else 1.0
-        self._intensity = target if abs(target - self._intensity) <= step else self._intensity + math.copysign(
-            step, target - self._intensity
-        )
+        step = self.tick_s / ramp_s if ramp_s > 0 else float("inf")
+        delta = self.level - self._shown_level
+        self._shown_level = float(self.level) if abs(delta) <= step else self._shown_level + math.copysign(step, delta)
+        shown_level = min(int(math.floor(self._shown_level)), self._max_level)
+        shown_fraction = self._shown_level - shown_level
         fade = max(0.0, 1.0 - (now - self._env_switched_s) / self.fade_in_s)
         if self.phase is Phase.ENDED and self._ended is not None and self._ended[0] is EndStatus.COMPLETED:
             fade = 1.0
@@ -417,9 +418,9 @@ class SessionRuntime:
         self._seq += 1
         state = SceneState(
             environment=self._env_name,
-            level=0 if on_safe else self.level,
+            level=0 if on_safe else shown_level,
             t_s=now,
-            intensity=self._intensity if not on_safe else 0.0,
+            intensity=0.0 if on_safe else shown_fraction,
             fade=fade,
             fade_rgb=self._fade_rgb,
             panel_text=panel,
@@ -431,12 +432,14 @@ class SessionRuntime:
         self._scene.put(state)
 
 
-def drive_from_scene(scene: SceneStateBox) -> Callable[[], float]:
-    """What the simulated patient 'sees': the exposure intensity on screen, dimmed by fades."""
+def drive_from_scene(scene: SceneStateBox, levels: int) -> Callable[[], float]:
+    """What the simulated patient 'sees': how far up the ``levels``-step hierarchy the scene is (0..1),
+    dimmed while a fade covers it; 0 in the safe place."""
+    top = max(1, levels - 1)
 
     def drive() -> float:
         s = scene.get()
-        return 0.0 if s.safe_place else s.intensity * (1.0 - s.fade)
+        return 0.0 if s.safe_place else min(1.0, (s.level + s.intensity) / top) * (1.0 - s.fade)
 
     return drive
 

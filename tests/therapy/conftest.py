@@ -65,7 +65,9 @@ def run_virtual_session(
     if sensor_factory is not None:
         sensor = sensor_factory(clock, scene)
     else:
-        sensor = SimulatedSensor(clock, seed=seed, drive=drive_from_scene(scene), faults=faults, model=model)
+        sensor = SimulatedSensor(
+            clock, seed=seed, drive=drive_from_scene(scene, len(env_info.levels)), faults=faults, model=model
+        )
     bus = EventBus()
     commands = cmd.CommandQueue()
     events: list[Event] = []

@@ -136,3 +136,13 @@ def test_therapist_level_out_of_range_is_refused_not_fatal(virtual_session):
     s = virtual_session(minutes=10, seed=0, script=[(300.0, cmd.SetLevel(source="therapist", level=99))])
     assert s.status is EndStatus.COMPLETED
     assert any(e.code == "command_refused" and "99" in e.message for e in s.of(SafetyAlert))
+
+
+def test_level_changes_are_shown_gradually(virtual_session):
+    s = virtual_session(minutes=12, seed=0)
+    up = next(e for e in s.of(LevelChanged) if e.previous is not None and e.level > e.previous)
+    during = [sc for sc in s.scenes if up.t_s < sc.t_s < up.t_s + 5.5]  # the protocol's ramp is 6 s
+    after = [sc for sc in s.scenes if up.t_s + 7 <= sc.t_s <= up.t_s + 10]
+    assert during and all(sc.level == up.previous and 0 < sc.intensity < 1 for sc in during)
+    assert [sc.intensity for sc in during] == sorted(sc.intensity for sc in during)
+    assert after and all(sc.level == up.level and sc.intensity == 0 for sc in after)

@@ -143,7 +143,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from environments import registry
     from environments.display import open_display
     from environments.render_loop import RenderLoop
-    from environments.scene_state import InputKind, PatientInput, SceneStateBox
+    from environments.scene_state import SceneStateBox
     from protocols.model import load_protocol
     from therapy import commands as cmd
     from therapy.events import EndStatus, EventBus

@@ -8,7 +8,12 @@ the state whenever a controller needs it. It
   found from arrival times (an arrival interval well above the usual one *and*
   a matching jump of arrival minus beat time), never called artefacts;
 * detects R-peaks in raw ECG (:mod:`biofeedback.ecg`) and feeds their intervals
-  into the same path;
+  into the same path. A Polar H10 sends ECG *and* 0x2A37 RR values of the same
+  heart: while ECG chunks keep arriving (within ``ecg_priority_s``) the RR
+  values of heart samples are ignored (ECG beats are more precise; counting
+  both would count every beat twice) and only their contact bit is used; when
+  the ECG stops, the RR values take over again. A switch of beat source is a
+  gap (the two timelines are not aligned to the millisecond);
 * cleans RR causally (:mod:`biofeedback.rr`, two intervals of look-ahead);
 * computes HR from the cleaned intervals (not the strap's averaged byte),
   smoothed at 0.5 Hz, windowed RMSSD/SDNN, RSA amplitude, arousal against a
@@ -68,6 +73,12 @@ class PipelineConfig:
     gap_arrival_factor: float = 1.5
     #: ... confirmed when arrival minus beat time jumps by this fraction of an RR interval
     gap_beat_fraction: float = 0.6
+    #: while an ECG chunk arrived within this many seconds, beats come from the ECG alone and the
+    #: RR values of heart samples (the same heart, e.g. a Polar H10's 0x2A37) are ignored; shorter
+    #: than ``stale_after_s`` so the fallback to RR starts before the state turns stale
+    ecg_priority_s: float = 2.5
+    #: an ECG chunk starting this much later than the previous one ended restarts R-peak detection
+    ecg_restart_gap_s: float = 1.0
     cleaner: RRCleanerConfig = field(default_factory=RRCleanerConfig)
 
 
@@ -128,7 +139,13 @@ class HeartPipeline:
         self._baseline_start_s: float | None = None
         self._baseline_rows: list[tuple[float, float, bool, bool]] = []
         self._ecg: dict[tuple[str, float], object] = {}
-        self.counts = {"beats": 0, "artifacts": 0, "gaps": 0, "payload_errors": 0, "implausible": 0}
+        self._ecg_last_t: dict[tuple[str, float], float] = {}  # t_s of the last chunk per ECG stream
+        self._last_ecg_s: float | None = None  # arrival (t_s) of the newest ECG chunk
+        self._beat_source: str | None = None  # "rr" or "ecg": which stream built the beat timeline
+        self.counts = {
+            "beats": 0, "artifacts": 0, "gaps": 0, "payload_errors": 0, "implausible": 0,
+            "rr_ignored": 0, "source_switches": 0,
+        }
 
     # ------------------------------------------------------------------ input
     def feed(self, record: SensorRecord) -> None:
@@ -163,12 +180,25 @@ class HeartPipeline:
         self._arrivals.append(s.t_s)
         if not s.rr_ms:
             return
+        if self._last_ecg_s is not None and s.t_s - self._last_ecg_s <= self.config.ecg_priority_s:
+            # the same heart is measured by ECG: its beats are the precise ones
+            self.counts["rr_ignored"] += len(s.rr_ms)
+            return
         rr = [float(v) for v in s.rr_ms]
+        if self._beat_source == "ecg":
+            # ECG stopped: RR values take over on a new timeline (anchored on arrival), after a gap
+            self._switch_source("rr", s.t_s)
+            if self._beat_end_s is not None:
+                self._gaps.append((self._beat_end_s, max(self._beat_end_s, s.t_s - sum(rr) / 1000.0)))
+                self.counts["gaps"] += 1
+            self._offsets.clear()
+            self._beat_end_s = None
+            self._pending_gap = True
+        self._beat_source = "rr"
         total_s = sum(rr) / 1000.0
         gap = self._pending_gap
         if self._beat_end_s is None:
-            end_s = s.t_s
-            gap = False
+            end_s = s.t_s  # first beats (or first after a source switch): anchored on arrival
         else:
             end_s = self._beat_end_s + total_s
             offset = s.t_s - end_s
@@ -206,9 +236,21 @@ class HeartPipeline:
 
         key = (chunk.source, float(chunk.fs_hz))
         det = self._ecg.get(key)
+        last_t = self._ecg_last_t.get(key)
+        start_s = chunk.t_s - (chunk.ecg_uv.size - 1) / chunk.fs_hz
+        if det is not None and last_t is not None and start_s - last_t > self.config.ecg_restart_gap_s:
+            det = None  # ECG paused (stopped stream, lost frames): filters and thresholds start again
+            self._pending_gap = True
         if det is None:
             det = RPeakDetector(chunk.fs_hz)
             self._ecg[key] = det
+        self._ecg_last_t[key] = chunk.t_s
+        self._last_ecg_s = chunk.t_s
+        if self._beat_source != "ecg":
+            if self._beat_source == "rr":
+                self._switch_source("ecg", chunk.t_s)
+                self._pending_gap = True
+            self._beat_source = "ecg"
         for t_peak in det.feed(chunk.ecg_uv, chunk.t_s):  # type: ignore[attr-defined]
             if self._beat_end_s is not None:
                 rr = (t_peak - self._beat_end_s) * 1000.0
@@ -221,6 +263,10 @@ class HeartPipeline:
                     self._take(self._cleaner.push(rr, t_peak, False))
                     self._last_valid_s = chunk.t_s
             self._beat_end_s = t_peak
+
+    def _switch_source(self, new: str, t_s: float) -> None:
+        log.info("beat source %s -> %s at %.3f s", self._beat_source, new, t_s)
+        self.counts["source_switches"] += 1
 
     def _take(self, beats: list[CleanBeat]) -> None:
         for b in beats:

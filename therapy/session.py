@@ -138,6 +138,8 @@ class SessionRuntime:
         self._baseline_tries = 0
         self._fade_rgb = (0.0, 0.0, 0.0)
         self.events_published = 0
+        self._pipeline_errors = 0
+        self._last_tick_error: str | None = None
 
     # -- public -------------------------------------------------------------------------------
 
@@ -165,7 +167,7 @@ class SessionRuntime:
                 next_tick += self.tick_s
                 await self._clock.sleep_until(next_tick)
                 if self._ended is None:
-                    self._tick(self._clock.now())
+                    self._guarded_tick(self._clock.now())
         except asyncio.CancelledError:
             if self._ended is None:
                 self._end(EndStatus.INTERRUPTED, "the session was cancelled")
@@ -185,7 +187,14 @@ class SessionRuntime:
     async def _pump_sensor(self) -> None:
         try:
             async for record in self._sensor.records():
-                self._pipeline.feed(record)
+                try:
+                    self._pipeline.feed(record)
+                except Exception:  # one record the pipeline cannot take must not stop the stream
+                    log.exception("the heart pipeline rejected %r", record)
+                    self._pipeline_errors += 1
+                    if self._pipeline_errors == 1:
+                        self._publish(SafetyAlert(self._clock.now(), "pipeline_error",
+                                                  f"a sensor record could not be processed: {record!r}", "alert"))
                 if isinstance(record, LinkEvent):
                     self._publish(SensorEvent(record.t_s, record.state.value, record.detail))
                 elif isinstance(record, PayloadError):
@@ -220,8 +229,8 @@ class SessionRuntime:
                 self._end(EndStatus.STOPPED, f"{command.reason} ({command.source})")
             case cmd.Interrupt():
                 self._end(EndStatus.INTERRUPTED, f"{command.reason} ({command.source})")
-            case cmd.GoToSafePlace():
-                if self.phase in (Phase.EXPOSURE, Phase.BASELINE):
+            case cmd.GoToSafePlace():  # baseline and recovery already take place in the safe place
+                if self.phase is Phase.EXPOSURE:
                     self._enter_safe_place(now, command.source, command.reason)
             case cmd.ResumeExposure():
                 if self.phase is Phase.SAFE_PLACE:
@@ -241,6 +250,20 @@ class SessionRuntime:
                 self._publish_scene(now)
 
     # -- the tick -----------------------------------------------------------------------------
+
+    def _guarded_tick(self, now: float) -> None:
+        """A failing tick drives the session to its safe state and is reported once; the session goes on."""
+        try:
+            self._tick(now)
+        except Exception as exc:
+            log.exception("session tick failed")
+            message = f"internal error in the session runtime: {exc!r}"
+            if message != self._last_tick_error:
+                self._last_tick_error = message
+                self._publish(SafetyAlert(now, "runtime_error", message, "safe_place"))
+            if self.phase is Phase.EXPOSURE:
+                self._enter_safe_place(now, "safety", message)
+            self._publish_scene(now)
 
     def _tick(self, now: float) -> None:
         heart = self._pipeline.state(now)

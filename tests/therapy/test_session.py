@@ -146,3 +146,23 @@ def test_level_changes_are_shown_gradually(virtual_session):
     assert during and all(sc.level == up.previous and 0 < sc.intensity < 1 for sc in during)
     assert [sc.intensity for sc in during] == sorted(sc.intensity for sc in during)
     assert after and all(sc.level == up.level and sc.intensity == 0 for sc in after)
+
+
+def test_a_failing_pipeline_never_ends_the_session(virtual_session, monkeypatch):
+    from biofeedback.pipeline import HeartPipeline
+
+    calls = {"n": 0}
+    real_state = HeartPipeline.state
+
+    def flaky_state(self, now_s):  # a fault injected into a collaborator: ten ticks of a broken pipeline
+        calls["n"] += 1
+        if 2000 <= calls["n"] < 2010:
+            raise RuntimeError("pipeline bug")
+        return real_state(self, now_s)
+
+    monkeypatch.setattr(HeartPipeline, "state", flaky_state)
+    s = virtual_session(minutes=15, seed=0)
+    assert s.status is EndStatus.COMPLETED
+    alerts = [e for e in s.of(SafetyAlert) if e.code == "runtime_error"]
+    assert len(alerts) == 1 and "pipeline bug" in alerts[0].message  # reported once, not every tick
+    assert any(e.phase is Phase.SAFE_PLACE for e in s.of(PhaseChanged))

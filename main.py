@@ -189,7 +189,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     frames_dir = out_dir / "frames" / store.session_id
     frames_dir.mkdir(parents=True, exist_ok=True)
     tally = SessionTally(t0_s=clock.now(), total_s=plan.total_s)
-    loop = RenderLoop(display, scene, on_input=lambda ev: commands.put(_command_for_input(ev)))
+    loop = RenderLoop(display, scene, on_input=lambda ev: cmd.put_patient_input(commands, ev))
     capture = FrameCapturePolicy(runtime, clock, loop.request_capture, frames_dir,
                                  settle_s=runtime.fade_in_s + protocol.exposure.ramp_s + 1.0)
     patient_model = sensor.model
@@ -253,23 +253,6 @@ def _refresh_view(view, tally, stop) -> None:
     while not stop.wait(0.25):
         view.update(tally.table())
     view.update(tally.table())
-
-
-def _command_for_input(event):
-    """Map what the patient did in the headset/window to a session command."""
-    from environments.scene_state import InputKind
-    from therapy import commands as cmd
-
-    source = f"patient ({event.source})" if event.source else "patient"
-    if event.kind is InputKind.SUDS and event.value is not None:
-        return cmd.AnswerSuds(source=source, value=int(round(event.value)))
-    if event.kind is InputKind.STOP:
-        return cmd.GoToSafePlace(source=source, reason="the patient asked to stop")
-    if event.kind is InputKind.QUIT:
-        return cmd.Interrupt(source=source, reason="the display was closed")
-    if event.kind is InputKind.PAUSE:
-        return cmd.GoToSafePlace(source=source, reason="paused from the display")
-    return cmd.Command(source=source)
 
 
 def _print_summary(console, tally, store, frames, status) -> None:

@@ -142,6 +142,9 @@ class HeartPipeline:
         self._ecg_last_t: dict[tuple[str, float], float] = {}  # t_s of the last chunk per ECG stream
         self._last_ecg_s: float | None = None  # arrival (t_s) of the newest ECG chunk
         self._beat_source: str | None = None  # "rr" or "ecg": which stream built the beat timeline
+        self._ecg_gap_next = False  # the next ECG interval follows a gap
+        self._last_push_t_s = -math.inf  # time of the last beat given to the cleaner
+        self._overlap_until_s = -math.inf  # after a source switch: beats up to here are already counted
         self.counts = {
             "beats": 0, "artifacts": 0, "gaps": 0, "payload_errors": 0, "implausible": 0,
             "rr_ignored": 0, "source_switches": 0,
@@ -199,6 +202,7 @@ class HeartPipeline:
         gap = self._pending_gap
         if self._beat_end_s is None:
             end_s = s.t_s  # first beats (or first after a source switch): anchored on arrival
+            gap = gap and self._cleaner.n_in > 0
         else:
             end_s = self._beat_end_s + total_s
             offset = s.t_s - end_s
@@ -219,9 +223,12 @@ class HeartPipeline:
         self._offsets.append(s.t_s - end_s)
         self._beat_end_s = end_s
         t = end_s - total_s
-        for k, v in enumerate(rr):
+        for v in rr:
             t += v / 1000.0
-            self._take(self._cleaner.push(v, t, gap and k == 0))
+            if t <= self._overlap_until_s:
+                continue  # already counted from the other source (the two timelines overlap)
+            self._push(v, t, gap)
+            gap = False
         if any(self.config.cleaner.min_rr_ms <= v <= self.config.cleaner.max_rr_ms for v in rr):
             self._last_valid_s = s.t_s
 
@@ -252,21 +259,31 @@ class HeartPipeline:
                 self._pending_gap = True
             self._beat_source = "ecg"
         for t_peak in det.feed(chunk.ecg_uv, chunk.t_s):  # type: ignore[attr-defined]
+            if t_peak <= self._overlap_until_s:
+                continue  # already counted from the RR values (the two timelines overlap)
             if self._beat_end_s is not None:
                 rr = (t_peak - self._beat_end_s) * 1000.0
-                gap = self._pending_gap or rr > self.config.cleaner.max_rr_ms * 2
-                self._pending_gap = False
-                if gap:
+                if self._pending_gap or rr > self.config.cleaner.max_rr_ms * 2:
+                    # the interval spans lost data: not a beat; the next one starts after a gap
+                    self._pending_gap = False
+                    self._ecg_gap_next = True
                     self._gaps.append((self._beat_end_s, t_peak))
                     self.counts["gaps"] += 1
                 else:
-                    self._take(self._cleaner.push(rr, t_peak, False))
+                    self._push(rr, t_peak, self._ecg_gap_next)
+                    self._ecg_gap_next = False
                     self._last_valid_s = chunk.t_s
             self._beat_end_s = t_peak
 
     def _switch_source(self, new: str, t_s: float) -> None:
+        """Beats now come from ``new``; beats of the new source up to the last one pushed are dropped."""
         log.info("beat source %s -> %s at %.3f s", self._beat_source, new, t_s)
         self.counts["source_switches"] += 1
+        self._overlap_until_s = self._last_push_t_s
+
+    def _push(self, rr_ms: float, t_s: float, gap_before: bool) -> None:
+        self._last_push_t_s = t_s
+        self._take(self._cleaner.push(rr_ms, t_s, gap_before))
 
     def _take(self, beats: list[CleanBeat]) -> None:
         for b in beats:

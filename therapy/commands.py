@@ -7,8 +7,13 @@ the therapy runtime alone, on its own loop, so session state has one writer.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from dataclasses import dataclass
+
+from environments.scene_state import InputKind, PatientInput
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +102,26 @@ class CommandQueue:
     async def get(self) -> Command:
         assert self._queue is not None, "CommandQueue.bind() must be called on the runtime loop first"
         return await self._queue.get()
+
+
+def command_for_input(event: PatientInput) -> Command | None:
+    """What a patient action in the headset or window asks of the session (``None``: nothing)."""
+    source = f"patient ({event.source})" if event.source else "patient"
+    if event.kind is InputKind.SUDS and event.value is not None:
+        return AnswerSuds(source=source, value=int(round(event.value)))
+    if event.kind in (InputKind.STOP, InputKind.MENU):  # the headset's menu button is the patient's STOP
+        return GoToSafePlace(source=source, reason="the patient asked to stop")
+    if event.kind is InputKind.PAUSE:
+        return GoToSafePlace(source=source, reason="paused from the display")
+    if event.kind is InputKind.QUIT:
+        return Interrupt(source=source, reason="the display was closed")
+    return None  # trigger and grip: reserved for in-headset SUDS answering
+
+
+def put_patient_input(queue: CommandQueue, event: PatientInput) -> None:
+    """Render-thread callback: translate a patient action and queue it (never blocks)."""
+    command = command_for_input(event)
+    if command is None:
+        log.debug("patient input %s has no command", event)
+        return
+    queue.put(command)

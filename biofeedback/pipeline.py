@@ -41,7 +41,15 @@ from biofeedback.hrv import (
     rmssd_ms,
     sdnn_ms,
 )
-from biofeedback.records import EcgChunk, HeartSample, HeartState, LinkEvent, LinkState, PayloadError, SensorRecord
+from biofeedback.records import (
+    EcgChunk,
+    HeartSample,
+    HeartState,
+    LinkEvent,
+    LinkState,
+    PayloadError,
+    SensorRecord,
+)
 from biofeedback.rr import CleanBeat, RRCleaner, RRCleanerConfig
 
 log = logging.getLogger(__name__)

@@ -128,6 +128,19 @@ def _city() -> InstanceSet:
     return s
 
 
+def _gaze_pitch(height_m: float, edge_m: float, railing_m: float, glass_floor: float) -> float:
+    """How far an untracked view looks down (rad): the railing's top edge in the lower third, the drop above it.
+
+    Up high the patient should see what the level is about (the edge, the railing and the street far below)
+    without moving the mouse; a headset's own pose replaces this.
+    """
+    if glass_floor > 0.0:
+        return 0.95  # the glass under the feet and the street straight below
+    eye_m = 1.65
+    to_railing = math.atan2(max(eye_m - railing_m, 0.05), max(edge_m, 0.05))
+    return min(0.95, max(to_railing - math.radians(25.0), min(0.6, 0.12 + height_m / 300.0)))
+
+
 def build(level: int, intensity: float, overrides) -> SceneBuild:
     """The tower at this level: the static city plus the balcony, railing, glass, flags and birds."""
     d = lerp_dials(LEVEL_DIALS, level, intensity, overrides)
@@ -196,7 +209,7 @@ def build(level: int, intensity: float, overrides) -> SceneBuild:
                            np.zeros(n)], 1)
         s.add("cube", np.zeros((n, 3)), (1.1, 0.08, 0.35), (0.15, 0.15, 0.17), group=origin, motion=motion)
         s.add("sphere", np.zeros((n, 3)), (0.25, 0.22, 0.5), (0.85, 0.85, 0.85), group=origin, motion=motion)
-    pitch = -min(0.6, 0.12 + h / 300.0) if h > 0.5 else -0.05
+    pitch = -_gaze_pitch(h, d["edge_m"], d["railing_m"], glass) if h > 0.5 else -0.05
     return s.build(
         LOOK,
         anchor,

@@ -9,10 +9,13 @@ OpenVR matrices are row-major 3x4 / 4x4 in the usual maths convention
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
+import os
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import moderngl
 import numpy as np
@@ -53,6 +56,36 @@ def to_gl(matrix: np.ndarray) -> bytes:
     return np.ascontiguousarray(np.asarray(matrix, np.float32).T).tobytes()
 
 
+@contextlib.contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """Send fds 1 and 2 to /dev/null while native code runs, restoring them in ``finally``.
+
+    libopenvr_api prints its own diagnostics (e.g. "Unable to read VR Path
+    Registry from ...") straight to the process's stdout/stderr before raising;
+    the user should see only our one-line error that says what to do.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved: list[tuple[int, int]] = []
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            try:
+                saved.append((fd, os.dup(fd)))
+            except OSError:  # that fd is not open: nothing to silence
+                continue
+            os.dup2(devnull, fd)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None).fflush(None)  # C stdio buffers written during the call go to /dev/null too
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+
+
 def init_error_message(exc: BaseException) -> str:
     """What to tell the user when ``openvr.init`` fails: what is missing and what to start instead."""
     name = type(exc).__name__
@@ -74,7 +107,8 @@ class OpenVRDisplay:
 
     def __init__(self, *, msaa: int = 4, mirror: bool = False) -> None:
         try:
-            self.system = openvr.init(openvr.VRApplication_Scene)
+            with quiet_native_output():
+                self.system = openvr.init(openvr.VRApplication_Scene)
         except openvr.error_code.InitError as exc:
             raise DisplayUnavailableError(init_error_message(exc)) from exc
         except OSError as exc:  # the bundled libopenvr_api could not be loaded

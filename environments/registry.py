@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # name -> module (each defines NAME, TITLE, KIND, LEVELS, DIALS, build()).
 _MODULES: dict[str, str] = {
     "heights": "environments.heights",
+    "spiders": "environments.spiders",
     "safe_place": "environments.safe_place",
 }
 

@@ -24,8 +24,8 @@ from environments.scene_state import SceneState
 log = logging.getLogger(__name__)
 
 SHADOW_PX = 2048
-INSTANCE_FORMAT = "3f 3f 4f 4f 4f 3f 3f/i"
-INSTANCE_ATTRS = ("i_offset", "i_scale", "i_quat", "i_group", "i_motion", "i_color", "i_mat")
+INSTANCE_FORMAT = "3f 3f 4f 4f 4f 3f 3f 4f/i"
+INSTANCE_ATTRS = ("i_offset", "i_scale", "i_quat", "i_group", "i_motion", "i_color", "i_mat", "i_anim")
 UBO_FLOATS = 3 * 16 + 8 * 4
 NEAR_M = 0.05
 FAR_M = 2500.0

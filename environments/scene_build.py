@@ -4,13 +4,17 @@ A scene is built once per level (or dial change) into plain numpy arrays, one
 row per instance, laid out exactly as the renderer's instance buffers expect, so
 an upload is one ``buffer.write`` per mesh and a frame never walks objects.
 
-Instance row (24 float32):
+Instance row (28 float32):
 ``offset xyz | scale xyz | rotation quaternion xyzw | group origin xyz + yaw |
 motion (radius m, angular speed rad/s, phase rad, wind sway) | colour rgb |
-material (pattern id, emissive 0..1, alpha 0..1)``.
-The part transform (offset, scale, rotation) is applied first, then the group's
-yaw and origin, then the group's circular motion around its origin, evaluated
-on the GPU from the frame time: creatures walk and birds circle with no per-frame upload.
+material (pattern id, emissive 0..1, alpha 0..1) | leg (pivot x, pivot z, gait phase rad, leg span m)``.
+The part transform (offset, scale, rotation) is applied first, then a leg's
+swing about its hip, then the group's yaw and origin, then the group's motion,
+evaluated on the GPU from the frame time: creatures walk and birds circle with
+no per-frame upload. Motion radius > 0 is a circle around the origin (speed in
+rad/s); radius < 0 is a dash of ``-radius`` metres out along the group's
+heading and back (speed in m/s, phase in round trips), in bursts with pauses.
+A leg's gait follows the distance its group has travelled.
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ import numpy as np
 
 from environments.meshes import MESH_NAMES
 
-INSTANCE_FLOATS = 24
+INSTANCE_FLOATS = 28
 
 # Surface patterns evaluated in the fragment shader (material.x).
-PLAIN, WINDOWS, PAVING, GRASS, WATER, GLASS, ROAD, WOOD, PACER, FABRIC, CARPET = range(11)
+PLAIN, WINDOWS, PAVING, GRASS, WATER, GLASS, ROAD, WOOD, PACER, FABRIC, CARPET, SPIDER, HAIRY, PRINT = range(14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +99,11 @@ class InstanceSet:
         pattern: float = PLAIN,
         emissive=0.0,
         alpha=1.0,
+        anim=(0.0, 0.0, 0.0, 0.0),
     ) -> None:
         """Add one or many instances; every argument broadcasts against the others."""
         offset = np.atleast_2d(np.asarray(offset, np.float32))
-        n = max(len(np.atleast_2d(np.asarray(a))) for a in (offset, scale, color, quat, group, motion))
+        n = max(len(np.atleast_2d(np.asarray(a))) for a in (offset, scale, color, quat, group, motion, anim))
         n = max(n, np.size(emissive), np.size(alpha))
         rows = np.empty((n, INSTANCE_FLOATS), np.float32)
         rows[:, 0:3] = offset
@@ -110,6 +115,7 @@ class InstanceSet:
         rows[:, 21] = pattern
         rows[:, 22] = emissive
         rows[:, 23] = alpha
+        rows[:, 24:28] = anim
         if np.any(rows[:, 23] < 1.0):
             if mesh != "cube":
                 raise ValueError("transparent instances must be cubes (glass panes)")

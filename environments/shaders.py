@@ -32,6 +32,7 @@ in vec4 i_group;
 in vec4 i_motion;
 in vec3 i_color;
 in vec3 i_mat;
+in vec4 i_anim;  // leg pivot x, z (part frame), gait phase rad, leg span m (0: not a leg)
 
 vec3 qrot(vec4 q, vec3 v) { return v + 2.0 * cross(q.xyz, cross(q.xyz, v) + q.w * v); }
 
@@ -63,10 +64,36 @@ void instance_world(out vec3 world, out vec3 normal, out vec3 local) {
     p = qrot(i_quat, p) + i_offset;
     float yaw = i_group.w;
     vec3 origin = i_group.xyz;
+    float travelled = 0.0;  // metres this group has moved along its path (drives the legs' gait)
     if (i_motion.x > 0.0) {
+        // Circle of radius motion.x around the origin at motion.y rad/s, facing the direction of travel.
         float a = t * i_motion.y + i_motion.z;
         origin += i_motion.x * vec3(cos(a), 0.0, -sin(a));
         yaw += a + (i_motion.y < 0.0 ? 3.14159265 : 0.0);
+        travelled = t * abs(i_motion.y) * i_motion.x;
+    } else if (i_motion.x < 0.0) {
+        // Dash: out along the heading for -motion.x metres and back, at motion.y m/s on average, in four
+        // darting bursts per round trip with still pauses between them (how spiders move).
+        float len = -i_motion.x;
+        float xn = (t * i_motion.y / (2.0 * len) + i_motion.z) * 4.0;
+        float g = (floor(xn) + smoothstep(0.45, 1.0, fract(xn))) * 0.25;
+        float c = fract(g) * 2.0;
+        origin += vec3(-sin(yaw), 0.0, -cos(yaw)) * (c < 1.0 ? c : 2.0 - c) * len;
+        yaw += c < 1.0 ? 0.0 : 3.14159265;
+        travelled = g * 2.0 * len;
+    }
+    if (i_anim.w > 0.0) {
+        // A leg swings about its hip (alternating tetrapod gait, stride ~ 0.45 leg spans) and lifts on the
+        // forward swing; a resting leg twitches now and then.
+        float gp = travelled / (0.45 * i_anim.w) * 6.2831853 + i_anim.z;
+        float walking = travelled > 0.0 ? 1.0 : 0.0;
+        float swing = walking * 0.32 * sin(gp)
+                    + 0.07 * pow(max(sin(t * 0.9 + i_anim.z * 2.3 + i_anim.x * 37.0), 0.0), 24.0);
+        vec2 d = p.xz - i_anim.xy;
+        float cs = cos(swing), sn = sin(swing);
+        p = vec3(cs * d.x + sn * d.y + i_anim.x, p.y + walking * 0.35 * length(d) * max(cos(gp), 0.0),
+                 -sn * d.x + cs * d.y + i_anim.y);
+        n = vec3(cs * n.x + sn * n.z, n.y, -sn * n.x + cs * n.z);
     }
     float c = cos(yaw), s = sin(yaw);
     mat3 ry = mat3(c, 0.0, -s, 0.0, 1.0, 0.0, s, 0.0, c);
@@ -170,7 +197,16 @@ void main() {
     } else if (pattern == 9.0) {     // fabric / wallpaper stripes
         base *= 0.9 + 0.1 * step(0.5, fract((v_world.x + v_world.z) * 2.0));
     } else if (pattern == 10.0) {    // carpet
-        base *= 0.85 + 0.2 * hash(floor(v_world.xz * 40.0));
+        base *= 0.9 + 0.12 * hash(floor(v_world.xz * 250.0)) * (0.7 + 0.3 * hash(floor(v_world.xz * 12.0)));
+    } else if (pattern == 11.0 || pattern == 12.0) {  // spider: fine bristles (12: hairy, coarser and matt)
+        bool hairy = pattern == 12.0;
+        vec3 cell = floor(v_local * (hairy ? 700.0 : 1400.0));
+        float bristle = hash(cell.xy + cell.z * 17.0);
+        base *= hairy ? 0.55 + 0.9 * bristle * bristle : 0.8 + 0.35 * bristle;
+        spec_k = hairy ? 0.03 : 0.25;
+        shininess = hairy ? 8.0 : 60.0;
+    } else if (pattern == 13.0) {    // framed print: paper white with a faint grain
+        base *= 0.95 + 0.05 * hash(floor(v_local.xy * 300.0));
     }
     vec3 color;
     if (pattern == 8.0) {            // breathing pacer: self-lit, soft rim
@@ -180,7 +216,8 @@ void main() {
         float ndl = max(dot(n, l), 0.0);
         float sh = ndl > 0.0 ? shadow_term(n, l) : 0.0;
         vec3 sky_amb = mix(u_horizon.rgb, u_zenith.rgb, 0.5) * 0.55;
-        vec3 amb = mix(u_ground.rgb, sky_amb, n.y * 0.5 + 0.5) * ao;
+        // Indoors the walls bounce warm light from every side; outdoors the sky lights from above.
+        vec3 amb = (u_zenith.w > 0.5 ? u_ground.rgb * (0.85 + 0.15 * n.y) : mix(u_ground.rgb, sky_amb, n.y * 0.5 + 0.5)) * ao;
         vec3 h = normalize(l + v);
         float spec = spec_k * pow(max(dot(n, h), 0.0), shininess) * sh * ndl;
         color = base * (amb + u_sun_rgb.rgb * ndl * sh) + u_sun_rgb.rgb * spec + base * v_mat.y;
@@ -196,7 +233,7 @@ void main() {
     vec3 world, normal, local;
     instance_world(world, normal, local);
     // Glass, the pacer and moving things cast no shadow: the map is drawn once per level, not per frame.
-    bool skip = i_mat.z < 1.0 || i_mat.x == 8.0 || i_motion.x > 0.0;
+    bool skip = i_mat.z < 1.0 || i_mat.x == 8.0 || i_motion.x != 0.0;
     gl_Position = skip ? vec4(2.0, 2.0, 2.0, 1.0) : u_light_vp * vec4(world, 1.0);
 }
 """

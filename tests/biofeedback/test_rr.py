@@ -107,8 +107,8 @@ def test_injected_artefacts_mostly_found(shared_data_dir):
     nn = np.load(shared_data_dir / "nsrdb" / "SampleNNISeriesLong.npy").astype(float)[:2000]
     inj = inject_artifacts(nn, 0.05, np.random.default_rng(11))
     s = detection_scores(clean_rr(inj.rr_ms).artifact_idx, inj.truth, inj.rr_ms.size)
-    assert s["sensitivity_pct"] > 95.0
-    assert s["specificity_all_pct"] > 98.0  # every un-injected interval counted as clean
+    assert s["sensitivity_pct"] >= 99.0
+    assert s["specificity_all_pct"] > 99.0  # every un-injected interval counted as clean
 
 
 def test_premature_beat_short_long_pair_is_reshared():
@@ -166,3 +166,36 @@ def test_missed_beat_double_interval_split_even_during_rsa():
     assert r.artifact_idx.tolist() == [100]
     assert r.nn_ms.size == rr.size
     np.testing.assert_allclose(r.nn_ms[100:102], rr[100:102], atol=40)
+
+
+def test_two_long_intervals_in_a_row_are_the_rhythm_not_an_artefact():
+    # a sinus pause that lasts two beats (or a slow breath): the next interval does not return
+    rr = base()
+    for pause in ([1000.0, 990.0], [1050.0, 1020.0], [620.0, 640.0]):
+        r = clean_rr(np.concatenate([rr[:40], pause, rr[40:]]))
+        assert r.artifact_idx.size == 0, pause
+
+
+def test_premature_beat_found_in_a_stretch_full_of_artefacts():
+    # many artefacts inflate the quartile thresholds; a 20 % premature beat must still stand out
+    rng = np.random.default_rng(4)
+    rr = 800.0 + 60.0 * np.sin(np.arange(300) * 2 * np.pi / 7.0) + rng.normal(0.0, 15.0, 300)
+    bad = rr.copy()
+    for k in range(20, 200, 12):  # wrong values every 12 beats
+        bad[k] *= 1.5 if k % 24 else 0.6
+    bad[206] -= 0.2 * rr[206]  # premature by 20 % ...
+    bad[207] += 0.2 * rr[206]  # ... and its compensatory pause
+    r = clean_rr(bad)
+    assert {206, 207} & set(r.artifact_idx.tolist())
+    np.testing.assert_allclose(r.nn_ms[206:208], rr[206:208], atol=80)
+
+
+def test_extra_beat_splitting_a_long_interval_is_merged():
+    # the rhythm slows (1000-1050 ms) and a false beat splits one of the long intervals
+    rr = base()
+    rr[38:42] = [1000.0, 1050.0, 1040.0, 1000.0]
+    extra = np.concatenate([rr[:40], [0.45 * rr[40], 0.55 * rr[40]], rr[41:]])
+    r = clean_rr(extra)
+    assert r.artifact_idx.tolist() == [40, 41]
+    assert r.nn_ms[40] == pytest.approx(rr[40])
+    np.testing.assert_allclose(r.nn_ms[41:], rr[41:])

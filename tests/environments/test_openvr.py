@@ -73,8 +73,40 @@ def test_init_error_message_names_the_openvr_error():
     assert "start SteamVR" in msg and "--display desktop" in msg
 
 
-def test_missing_runtime_exits_2_without_a_traceback(capsys):
+def test_missing_runtime_exits_2_with_exactly_one_line(capfd):
+    """capfd captures the file descriptors, so libopenvr_api's own prints would show up here too."""
     rc = main.run(["envs", "show", "heights", "--display", "openvr", "--frames", "1"])
     assert rc == 2
-    err = capsys.readouterr().err
+    out, err = capfd.readouterr()
     assert err.startswith("vrex: error: ") and "start SteamVR" in err and "Traceback" not in err
+    assert out == "" and err.count("\n") == 1, (out, err)  # no "Unable to read VR Path Registry ..."
+
+
+def test_missing_runtime_prints_one_line_from_a_fresh_process():
+    """The real CLI in its own process: stdout empty, stderr exactly our one line, exit status 2."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(main.__file__).resolve().parent
+    proc = subprocess.run([sys.executable, str(root / "main.py"), "envs", "show", "heights", "--display", "openvr",
+                           "--frames", "1"], check=False, capture_output=True, text=True, timeout=60, cwd=root,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vrex: error: ") and "SteamVR" in lines[0], proc.stderr
+
+
+def test_quiet_native_output_restores_the_descriptors(capfd):
+    import os
+
+    from environments.openvr_display import quiet_native_output
+
+    with quiet_native_output():
+        os.write(1, b"hidden out\n")
+        os.write(2, b"hidden err\n")
+    os.write(1, b"shown\n")
+    out, err = capfd.readouterr()
+    assert out == "shown\n" and err == ""

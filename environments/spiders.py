@@ -1,0 +1,433 @@
+"""``spiders``: a sunny living room where spiders appear, from a framed picture to spiders running at your feet.
+
+The hierarchy follows how spider-phobic patients and clinicians grade exposure
+(picture, then a contained spider far away, then a free spider: nearer, larger,
+moving, several, hairy, running towards you, on the table in front of you, at
+your feet). Each level's dials are listed with its description so the clinician
+sees exactly what changes. Every spider is a body, an abdomen and eight jointed
+legs (instanced parts); legs walk and spiders move on the GPU from the frame time.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from environments.scene_build import (
+    CARPET,
+    FABRIC,
+    GLASS,
+    GRASS,
+    HAIRY,
+    PRINT,
+    SPIDER,
+    WOOD,
+    InstanceSet,
+    SceneBuild,
+    SceneLook,
+    lerp_dials,
+)
+
+NAME = "spiders"
+TITLE = "Spiders: living room"
+KIND = "phobia"
+# distance_m: floor distance from the patient's feet to the nearest free spider (its stopping point when it
+# dashes); size_cm: leg span of the largest spider; count: spiders in the room; speed: 0 still .. 1 running
+# (~0.6 m/s); approach: 0 wanders in circles, 1 darts towards the patient and back; hairiness: 0 smooth thin
+# legs .. 1 hairy thick legs (tarantula-like); contained: 1 = in a closed glass box; picture: 1 = only a framed
+# picture of a spider on the far wall; on_table: 1 = on the table in front of the patient instead of the floor.
+DIALS = ("distance_m", "size_cm", "count", "speed", "approach", "hairiness", "contained", "picture", "on_table")
+
+
+def _lv(distance_m, size_cm, count, speed, approach=0.0, hairiness=0.2, contained=0.0, picture=0.0, on_table=0.0):
+    return dict(distance_m=distance_m, size_cm=size_cm, count=count, speed=speed, approach=approach,
+                hairiness=hairiness, contained=contained, picture=picture, on_table=on_table)
+
+
+_LEVELS: list[tuple[str, str, dict[str, float]]] = [
+    ("Picture on the far wall", "A framed picture of a spider hangs above the sideboard on the far wall, 5.5 m "
+     "away; there is no real spider in the room.",
+     _lv(5.5, 30, 1, 0.0, picture=1.0)),
+    ("Closed box across the room", "A small spider (6 cm) sits still inside a closed glass box on the sideboard "
+     "across the room, 5 m away.",
+     _lv(5.2, 6, 1, 0.0, contained=1.0)),
+    ("Closed box on the table", "The closed glass box now stands on the table right in front of you; the small "
+     "spider inside walks slowly around.",
+     _lv(0.8, 6, 1, 0.15, contained=1.0, on_table=1.0)),
+    ("Free spider, 2.5 m", "A small spider (6 cm), free, sits still on the rug 2.5 m in front of you; nothing "
+     "between you and it.",
+     _lv(2.5, 6, 1, 0.0)),
+    ("Free spider, 1.2 m", "The small spider sits still on the rug 1.2 m in front of you.",
+     _lv(1.2, 6, 1, 0.0)),
+    ("Small spider walking", "The small spider walks slowly in circles on the rug 1.2 m in front of you.",
+     _lv(1.2, 6, 1, 0.2)),
+    ("Large house spider, 2 m", "A giant house spider (10 cm leg span, long legs) sits still on the rug 2 m away.",
+     _lv(2.0, 10, 1, 0.0)),
+    ("Large spider walking, 1 m", "The giant house spider walks around on the rug 1 m in front of you.",
+     _lv(1.0, 10, 1, 0.35)),
+    ("Four spiders", "Four house spiders (6-10 cm) walk around on the rug between 1.5 and 3 m in front of you.",
+     _lv(1.5, 10, 4, 0.35)),
+    ("Big hairy spider", "A big hairy spider (15 cm, tarantula-like, thick legs) walks slowly on the rug 1.2 m "
+     "away.",
+     _lv(1.2, 15, 1, 0.25, hairiness=1.0)),
+    ("Spider darts towards you", "A house spider (10 cm) darts towards you across the rug in bursts, stops 40 cm "
+     "from your feet, then turns and runs back.",
+     _lv(0.4, 10, 1, 0.5, approach=1.0)),
+    ("Spider on the table", "A large spider (10 cm) walks on the table right in front of you, within reach of your "
+     "hands.",
+     _lv(0.8, 10, 1, 0.3, on_table=1.0)),
+    ("Spiders at your feet", "Three spiders, one big and hairy (15 cm), walk around your feet within half a "
+     "metre.",
+     _lv(0.35, 15, 3, 0.35, hairiness=1.0)),
+    ("Many running spiders", "Eight spiders, big hairy ones among them, run towards you and around you on the "
+     "floor; the nearest stops at your feet.",
+     _lv(0.25, 15, 8, 0.7, approach=1.0, hairiness=1.0)),
+]
+
+LEVELS = tuple((title, desc) for title, desc, _ in _LEVELS)
+LEVEL_DIALS = [d for _, _, d in _LEVELS]
+
+LOOK = SceneLook(
+    sun_dir=(-0.78, 0.5, -0.25),  # low afternoon sun through the window in the left wall
+    sun_rgb=(0.95, 0.86, 0.72),
+    sky_zenith_rgb=(0.35, 0.55, 0.85),
+    sky_horizon_rgb=(0.78, 0.84, 0.9),
+    ground_ambient_rgb=(0.6, 0.55, 0.48),
+    fog_rgb=(0.8, 0.85, 0.9),
+    fog_density=0.0,
+    indoor=True,
+)
+
+ROOM_X_M = 3.0  # half width
+ROOM_BACK_Z_M = -5.5  # far wall
+ROOM_FRONT_Z_M = 1.5  # wall behind the patient
+ROOM_H_M = 2.6
+RUG_TOP_M = 0.004
+TABLE_XZ = (0.45, -0.75)
+TABLE_TOP_M = 0.76
+TABLE_SIZE = (0.9, 0.7)
+SIDEBOARD_Z_M = -5.22
+SIDEBOARD_TOP_M = 0.8
+PICTURE_CENTER = (0.0, 1.65, ROOM_BACK_Z_M + 0.04)
+RUN_MPS = 0.6  # speed dial 1.0
+SPIDER_RGB = np.array([0.06, 0.045, 0.035])
+HAIRY_RGB = np.array([0.16, 0.1, 0.065])
+
+
+# ----------------------------------------------------------------------------- the room
+@functools.lru_cache(maxsize=1)
+def _room() -> InstanceSet:
+    """Walls, window, furniture (seeded, so every run shows the same room)."""
+    rng = np.random.default_rng(7)
+    s = InstanceSet()
+    x0, x1, zb, zf, h = -ROOM_X_M, ROOM_X_M, ROOM_BACK_Z_M, ROOM_FRONT_Z_M, ROOM_H_M
+    depth, zc = zf - zb, (zf + zb) / 2
+    wall = (0.86, 0.83, 0.74)
+    white = (0.92, 0.92, 0.9)
+    # Outside: a lawn and a hedge seen through the window.
+    s.add("cube", (-20, -0.3, zc), (30, 0.6, 40), (0.3, 0.45, 0.18), pattern=GRASS)
+    s.add("cube", (-9, 1.0, zc), (1.5, 2.0, 30), (0.16, 0.3, 0.12), pattern=GRASS)
+    # Floor (pale oak), ceiling, walls with a window opening in the left wall (z -4..-1.4, y 0.9..2.2).
+    s.add("cube", (0, -0.05, zc), (2 * x1, 0.1, depth), (0.74, 0.6, 0.43), pattern=WOOD)
+    s.add("cube", (0, h + 0.05, zc), (2 * x1 + 0.2, 0.1, depth + 0.2), white)
+    s.add("cube", (0, h / 2, zb - 0.05), (2 * x1, h, 0.1), wall, pattern=FABRIC)
+    s.add("cube", (0, h / 2, zf + 0.05), (2 * x1, h, 0.1), wall, pattern=FABRIC)
+    s.add("cube", (x1 + 0.05, h / 2, zc), (0.1, h, depth), wall, pattern=FABRIC)
+    wz0, wz1, wy0, wy1 = -4.0, -1.4, 0.9, 2.2
+    for zz0, zz1 in ((zb, wz0), (wz1, zf)):
+        s.add("cube", (x0 - 0.05, h / 2, (zz0 + zz1) / 2), (0.1, h, zz1 - zz0), wall, pattern=FABRIC)
+    s.add("cube", (x0 - 0.05, wy0 / 2, (wz0 + wz1) / 2), (0.1, wy0, wz1 - wz0), wall, pattern=FABRIC)
+    s.add("cube", (x0 - 0.05, (wy1 + h) / 2, (wz0 + wz1) / 2), (0.1, h - wy1, wz1 - wz0), wall, pattern=FABRIC)
+    # Window sill (one clear pane: no bars casting lines across the floor).
+    s.add("cube", (x0 + 0.02, wy0 - 0.02, (wz0 + wz1) / 2), (0.25, 0.04, wz1 - wz0 + 0.1), white)
+    # Skirting boards.
+    s.add("cube", [(0, 0.05, zb + 0.01), (0, 0.05, zf - 0.01)], (2 * x1, 0.1, 0.02), white)
+    s.add("cube", [(x1 - 0.01, 0.05, zc)], (0.02, 0.1, depth), white)
+    # A cream rug ahead of the patient (where the spiders walk: dark spiders show on it).
+    s.add("cube", (-0.1, RUG_TOP_M / 2, -2.4), (2.6, RUG_TOP_M, 3.6), (0.78, 0.74, 0.66), pattern=CARPET)
+    # Sideboard on the far wall, a lamp and a plant on it.
+    oak = (0.5, 0.34, 0.2)
+    s.add("cube", (0, SIDEBOARD_TOP_M / 2, SIDEBOARD_Z_M), (1.8, SIDEBOARD_TOP_M, 0.5), oak, pattern=WOOD)
+    s.add("cube", [(-0.45, 0.45, SIDEBOARD_Z_M + 0.255), (0.45, 0.45, SIDEBOARD_Z_M + 0.255)], (0.8, 0.6, 0.01),
+          (0.42, 0.28, 0.16))
+    s.add("cylinder", (-0.65, SIDEBOARD_TOP_M + 0.2, SIDEBOARD_Z_M), (0.05, 0.4, 0.05), (0.3, 0.3, 0.3))
+    s.add("cylinder", (-0.65, SIDEBOARD_TOP_M + 0.45, SIDEBOARD_Z_M), (0.32, 0.25, 0.32), (0.95, 0.9, 0.78),
+          emissive=0.3)
+    s.add("cylinder", (0.65, SIDEBOARD_TOP_M + 0.09, SIDEBOARD_Z_M), (0.18, 0.18, 0.18), (0.75, 0.4, 0.25))
+    s.add("sphere", (0.65, SIDEBOARD_TOP_M + 0.32, SIDEBOARD_Z_M), (0.42, 0.38, 0.42), (0.15, 0.35, 0.12),
+          pattern=GRASS)
+    # The picture frame above the sideboard (its content depends on the level).
+    px, py, pz = PICTURE_CENTER
+    s.add("cube", (px, py, pz - 0.02), (0.92, 0.72, 0.03), (0.12, 0.1, 0.08))
+    # Sofa along the right wall, facing the room.
+    blue = (0.22, 0.3, 0.45)
+    s.add("cube", (2.55, 0.25, -2.6), (0.9, 0.5, 2.2), blue, pattern=FABRIC)
+    s.add("cube", (2.85, 0.65, -2.6), (0.3, 0.8, 2.2), blue, pattern=FABRIC)
+    s.add("cube", [(2.55, 0.4, -3.65), (2.55, 0.4, -1.55)], (0.9, 0.8, 0.18), blue, pattern=FABRIC)
+    s.add("cube", [(2.45, 0.55, -3.0), (2.45, 0.55, -2.2)], (0.6, 0.12, 0.75), (0.28, 0.37, 0.55), pattern=FABRIC)
+    # Bookshelf on the right wall near the patient, filled with books.
+    s.add("cube", (2.8, 1.0, -0.2), (0.35, 2.0, 1.2), oak, pattern=WOOD)
+    shelves_y = np.array([0.42, 0.82, 1.22, 1.62])
+    nb = 18
+    bz = np.tile(np.linspace(-0.7, 0.3, nb), len(shelves_y)) + rng.uniform(-0.01, 0.01, nb * len(shelves_y))
+    bh = rng.uniform(0.2, 0.3, nb * len(shelves_y))
+    by = np.repeat(shelves_y, nb) + bh / 2
+    s.add("cube", np.stack([np.full_like(bz, 2.6), by, bz], 1), np.stack([np.full_like(bz, 0.2), bh, np.full_like(bz, 0.045)], 1),
+          rng.uniform(0.15, 0.8, (len(bz), 3)) * np.array([1.0, 0.8, 0.7]))
+    # The table in front of the patient (to the right of the line of sight), a mug and a book on it.
+    tx, tz = TABLE_XZ
+    tw, td = TABLE_SIZE
+    s.add("cube", (tx, TABLE_TOP_M - 0.02, tz), (tw, 0.04, td), (0.62, 0.46, 0.3), pattern=WOOD)
+    legs = [(tx + sx * (tw / 2 - 0.05), (TABLE_TOP_M - 0.04) / 2, tz + sz * (td / 2 - 0.05))
+            for sx in (-1, 1) for sz in (-1, 1)]
+    s.add("cube", legs, (0.05, TABLE_TOP_M - 0.04, 0.05), (0.55, 0.4, 0.26))
+    s.add("cylinder", (tx + 0.3, TABLE_TOP_M + 0.05, tz - 0.15), (0.08, 0.1, 0.08), (0.85, 0.3, 0.2))
+    s.add("cube", (tx + 0.25, TABLE_TOP_M + 0.015, tz + 0.18), (0.22, 0.03, 0.16), (0.2, 0.35, 0.5))
+    # A floor lamp and a ceiling lamp.
+    s.add("cylinder", (-2.5, 0.8, -4.8), (0.04, 1.6, 0.04), (0.2, 0.2, 0.2))
+    s.add("cone", (-2.5, 1.7, -4.8), (0.45, 0.3, 0.45), (0.95, 0.92, 0.82), emissive=0.25)
+    s.add("sphere", (0, h - 0.12, -2.0), (0.35, 0.2, 0.35), (0.97, 0.95, 0.9), emissive=0.6)
+    return s
+
+
+# ----------------------------------------------------------------------------- spider geometry
+def _quat_from_y(d: np.ndarray) -> np.ndarray:
+    """Quaternions (x, y, z, w) turning +Y onto each unit row of ``d`` (never exactly -Y here)."""
+    y = np.array([0.0, 1.0, 0.0])
+    axis = np.cross(np.broadcast_to(y, d.shape), d)
+    q = np.concatenate([axis, (1.0 + d @ y)[:, None]], axis=1)
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def _segments(a: np.ndarray, b: np.ndarray, thick: np.ndarray):
+    """Cylinders from points ``a`` to ``b``: (offset, scale, quat) rows."""
+    v = b - a
+    length = np.linalg.norm(v, axis=1)
+    return (a + b) / 2, np.stack([thick, length, thick], 1), _quat_from_y(v / length[:, None])
+
+
+@functools.lru_cache(maxsize=8)
+def _template(hairy_level: int) -> dict[str, tuple[np.ndarray, ...]]:
+    """One spider of leg span 1 facing -Z, standing on y = 0: per mesh (offset, scale, quat, anim, tone).
+
+    ``anim`` is (hip x, hip z, gait phase, 1 for legs else 0); ``tone`` scales the spider's colour.
+    ``hairy_level`` (0..4) thickens the legs. Cached: levels share the same few templates.
+    """
+    hair = hairy_level / 4.0
+    body_y = 0.075
+    ceph = np.array([0.0, body_y, -0.05])
+    spheres = [  # offset, scale, tone
+        (ceph, (0.11, 0.065, 0.13), 1.0),
+        ((0.0, body_y + 0.02, 0.1), (0.13 + 0.03 * hair, 0.11 + 0.02 * hair, 0.2 + 0.02 * hair), 1.15),  # abdomen
+        ((-0.016, body_y - 0.01, -0.12), (0.028, 0.035, 0.035), 0.8),  # chelicerae
+        ((0.016, body_y - 0.01, -0.12), (0.028, 0.035, 0.035), 0.8),
+        ((-0.012, body_y + 0.03, -0.1), (0.014, 0.014, 0.014), 0.2),  # front eyes (glossy black)
+        ((0.012, body_y + 0.03, -0.1), (0.014, 0.014, 0.014), 0.2),
+    ]
+    # Eight legs: hips around the cephalothorax; angle from forward, horizontal reach (half span).
+    angles = np.radians([32.0, 72.0, 112.0, 150.0])
+    reach = np.array([0.5, 0.42, 0.4, 0.48])
+    hips, knees, feet, phase = [], [], [], []
+    for side in (-1.0, 1.0):
+        for i, (ang, r) in enumerate(zip(angles, reach)):
+            u = np.array([side * math.sin(ang), 0.0, -math.cos(ang)])
+            hip = ceph + u * 0.05
+            knee = hip + u * (0.38 * r) + np.array([0.0, 0.095 + 0.02 * hair, 0.0])
+            foot = np.array([hip[0], 0.004, hip[2]]) + u * r
+            hips.append(hip)
+            knees.append(knee)
+            feet.append(foot)
+            phase.append(math.pi * ((i + (side > 0)) % 2))  # alternating tetrapod gait
+    hips, knees, feet, phase = map(np.array, (hips, knees, feet, phase))
+    t_up = np.full(8, 0.024 + 0.014 * hair)
+    t_lo = np.full(8, 0.018 + 0.012 * hair)
+    o1, s1, q1 = _segments(hips, knees, t_up)
+    o2, s2, q2 = _segments(knees, feet, t_lo)
+    leg_anim = np.stack([hips[:, 0], hips[:, 2], phase, np.ones(8)], 1)
+    # Pedipalps: two short feelers at the front.
+    pa = np.array([[-0.02, body_y, -0.11], [0.02, body_y, -0.11]])
+    pb = np.array([[-0.045, 0.01, -0.17], [0.045, 0.01, -0.17]])
+    o3, s3, q3 = _segments(pa, pb, np.full(2, 0.014 + 0.006 * hair))
+    cyl_off = np.concatenate([o1, o2, o3])
+    cyl_scale = np.concatenate([s1, s2, s3])
+    cyl_quat = np.concatenate([q1, q2, q3])
+    cyl_anim = np.concatenate([leg_anim, leg_anim, np.zeros((2, 4))])
+    cyl_tone = np.concatenate([np.full(8, 1.0), np.full(8, 0.9), np.full(2, 0.9)])
+    sph_off = np.concatenate([np.array([s[0] for s in spheres], float), knees])
+    knee_s = (t_up[:, None] * 1.15) * np.ones((8, 3))
+    sph_scale = np.concatenate([np.array([s[1] for s in spheres], float), knee_s])
+    sph_quat = np.tile([0.0, 0.0, 0.0, 1.0], (len(sph_off), 1))
+    sph_anim = np.concatenate([np.zeros((len(spheres), 4)), leg_anim])
+    sph_tone = np.concatenate([np.array([s[2] for s in spheres]), np.full(8, 0.95)])
+    return {
+        "sphere": (sph_off, sph_scale, sph_quat, sph_anim, sph_tone),
+        "cylinder": (cyl_off, cyl_scale, cyl_quat, cyl_anim, cyl_tone),
+    }
+
+
+def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton products a * b of (x, y, z, w) quaternion rows."""
+    ax, ay, az, aw = np.moveaxis(np.broadcast_to(a, np.broadcast_shapes(a.shape, b.shape)), -1, 0)
+    bx, by, bz, bw = np.moveaxis(np.broadcast_to(b, np.broadcast_shapes(a.shape, b.shape)), -1, 0)
+    return np.stack([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz], -1)
+
+
+def add_spiders(s: InstanceSet, origin: np.ndarray, yaw: np.ndarray, span_m: np.ndarray, motion: np.ndarray,
+                hairiness: np.ndarray, *, mount: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Add ``len(origin)`` spiders in one vectorised call per mesh and hairiness class.
+
+    Each spider is a group (origin, yaw, motion) of parts scaled by its leg span;
+    its legs carry the hip pivot and gait phase the vertex shader animates.
+    ``mount`` (quaternion, centre) instead fixes the parts in space (the picture).
+    """
+    origin = np.atleast_2d(np.asarray(origin, float))
+    n = len(origin)
+    yaw, span_m, hairiness = (np.broadcast_to(np.asarray(a, float), (n,)) for a in (yaw, span_m, hairiness))
+    motion = np.broadcast_to(np.asarray(motion, float), (n, 4))
+    classes = np.clip(np.rint(hairiness * 4), 0, 4).astype(int)
+    for hc in np.unique(classes):
+        idx = np.nonzero(classes == hc)[0]
+        hair = hc / 4.0
+        rgb = SPIDER_RGB + (HAIRY_RGB - SPIDER_RGB) * hair
+        for mesh, (off, scale, quat, anim, tone) in _template(int(hc)).items():
+            k = len(off)
+            sp = np.repeat(span_m[idx], k)[:, None]
+            o = np.tile(off, (len(idx), 1)) * sp
+            q = np.tile(quat, (len(idx), 1))
+            if mount is not None:
+                mq, centre = mount
+                o = _rotate(mq, o) + centre
+                q = _quat_mul(np.asarray(mq, float), q)
+                group = np.zeros((len(o), 4))
+                mo = np.zeros((len(o), 4))
+                an = np.zeros((len(o), 4))
+            else:
+                group = np.repeat(np.concatenate([origin[idx], yaw[idx, None]], 1), k, axis=0)
+                mo = np.repeat(motion[idx], k, axis=0)
+                an = np.tile(anim, (len(idx), 1))
+                an[:, 0:2] *= sp
+                an[:, 3] *= sp[:, 0]
+            color = np.tile(tone, len(idx))[:, None] * rgb
+            s.add(mesh, o, np.tile(scale, (len(idx), 1)) * sp, color, quat=q, group=group, motion=mo,
+                  pattern=HAIRY if hair >= 0.5 else SPIDER, anim=an)
+
+
+def _rotate(q, v: np.ndarray) -> np.ndarray:
+    """Rotate vectors ``v`` (rows) by the unit quaternion ``q``."""
+    q = np.asarray(q, float)
+    u, w = q[:3], q[3]
+    return v + 2.0 * np.cross(u, np.cross(u, v) + w * v)
+
+
+# ----------------------------------------------------------------------------- levels
+def _placement(d: dict[str, float]):
+    """Where the free spiders are, which way they face and how they move (seeded per count)."""
+    count = max(1, round(d["count"]))
+    rng = np.random.default_rng(100 + count)
+    dist = max(float(d["distance_m"]), 0.15)
+    size_m = max(float(d["size_cm"]), 0.5) / 100.0
+    speed_mps = max(float(d["speed"]), 0.0) * RUN_MPS
+    dash = d["approach"] >= 0.5
+    on_table = d["on_table"] >= 0.5
+    span = np.full(count, size_m)
+    hair = np.full(count, float(np.clip(d["hairiness"], 0.0, 1.0)))
+    if count > 1:
+        span[1:] = size_m * rng.uniform(0.55, 0.95, count - 1)
+        hair[1:] = hair[0] * (np.arange(1, count) % 2)  # every other one as hairy as the first
+    if on_table:
+        tx, tz = TABLE_XZ
+        tw, td = TABLE_SIZE
+        x = np.concatenate([[tx - 0.1], tx + rng.uniform(-tw / 3, tw / 3, count - 1)])
+        z = np.concatenate([[tz + 0.08], tz + rng.uniform(-td / 3, td / 3, count - 1)])
+        y = np.full(count, TABLE_TOP_M)
+        radius = np.full(count, 0.12)
+        dash_len = np.full(count, 0.35)
+    else:
+        # The first spider straight ahead at ``dist``; the others spread out, around the feet when close.
+        spread = math.radians(35.0 + 65.0 * min(max((0.8 - dist) / 0.5, 0.0), 1.0))
+        r = np.concatenate([[dist], dist + rng.uniform(0.05, 1.5, count - 1) * min(1.0, 0.3 + dist)])
+        a = np.concatenate([[-0.12], rng.uniform(-spread, 0.35 * spread, count - 1)])  # left of the table
+        x, z = np.sin(a) * r, -np.cos(a) * r
+        x = np.clip(x, -ROOM_X_M + 0.4, ROOM_X_M - 1.2)
+        z = np.clip(z, ROOM_BACK_Z_M + 0.8, ROOM_FRONT_Z_M - 0.3)
+        y = np.full(count, RUG_TOP_M)
+        radius = np.clip(0.25 * np.ones(count) + 0.1 * rng.random(count), 0.1, max(dist, 0.3))
+        dash_len = np.full(count, 1.8)
+    face_patient = np.arctan2(x, z)  # forward (-sin yaw, -cos yaw) points from (x, z) to the feet
+    motion = np.zeros((count, 4))
+    yaw = face_patient + rng.uniform(-0.6, 0.6, count)
+    if speed_mps > 0 and dash:
+        # Start dash_len further out on the same bearing; run in, stop at (x, z), run back.
+        bearing = np.stack([x, z], 1) / np.maximum(np.hypot(x, z), 1e-6)[:, None]
+        x = x + bearing[:, 0] * dash_len
+        z = z + bearing[:, 1] * dash_len
+        yaw = np.arctan2(x, z)
+        phase = np.concatenate([[0.47], rng.uniform(0.0, 1.0, count - 1)])  # the first one nearly stopped at t=0
+        motion = np.stack([-dash_len, np.full(count, speed_mps), phase, np.zeros(count)], 1)
+    elif speed_mps > 0:
+        # Walk in circles passing through the described position: centre one radius to the side.
+        direction = rng.choice([-1.0, 1.0], count)
+        phase = rng.uniform(0.0, 2 * math.pi, count)
+        cx, cz = x - radius * np.cos(phase), z + radius * np.sin(phase)
+        x, z = cx, cz
+        yaw = np.zeros(count)
+        motion = np.stack([radius, direction * speed_mps / radius, phase, np.zeros(count)], 1)
+    return np.stack([x, y, z], 1), yaw, span, motion, hair
+
+
+def build(level: int, intensity: float, overrides) -> SceneBuild:
+    """The living room at this level: the picture, a closed box, or free spiders, still or moving."""
+    d = lerp_dials(LEVEL_DIALS, level, intensity, overrides)
+    s = InstanceSet()
+    for mesh, parts in _room()._opaque.items():
+        s._opaque[mesh].extend(parts)
+    px, py, pz = PICTURE_CENTER
+    target = np.array([0.0, 0.0, -float(d["distance_m"])])
+    if d["picture"] >= 0.5:
+        # A framed print of a spider seen from above: the model mounted flat on white paper.
+        s.add("cube", (px, py, pz), (0.84, 0.64, 0.01), (0.95, 0.94, 0.9), pattern=PRINT)
+        span = min(max(float(d["size_cm"]), 5.0), 55.0) / 100.0
+        mount = (np.array([math.sin(math.pi / 4), 0.0, 0.0, math.cos(math.pi / 4)]), np.array([px, py - 0.02, pz]))
+        add_spiders(s, np.zeros((1, 3)), 0.0, span, np.zeros(4), float(d["hairiness"]), mount=mount)
+        target = np.array([px, py, pz])
+    else:
+        # A quiet landscape print instead: sky, hills, meadow.
+        s.add("cube", (px, py + 0.12, pz), (0.84, 0.4, 0.01), (0.55, 0.7, 0.88))
+        s.add("cube", (px, py - 0.2, pz), (0.84, 0.24, 0.01), (0.35, 0.55, 0.25), pattern=GRASS)
+        s.add("sphere", (px - 0.15, py - 0.08, pz), (0.6, 0.2, 0.01), (0.3, 0.45, 0.3))
+        if d["contained"] >= 0.5:
+            if d["on_table"] >= 0.5:
+                bx, by, bz = TABLE_XZ[0] - 0.12, TABLE_TOP_M, TABLE_XZ[1] + 0.05
+            else:
+                bx, by, bz = 0.0, SIDEBOARD_TOP_M, SIDEBOARD_Z_M
+            size_m = max(float(d["size_cm"]), 0.5) / 100.0
+            w, hgt, dep = max(0.3, 3 * size_m), max(0.2, 2 * size_m), max(0.22, 3 * size_m)
+            s.add("cube", (bx, by + 0.01, bz), (w, 0.02, dep), (0.45, 0.35, 0.22))  # substrate
+            s.add("cube", (bx, by + hgt + 0.008, bz), (w + 0.01, 0.016, dep + 0.01), (0.12, 0.12, 0.13))  # lid
+            s.add("cube", (bx, by + hgt / 2 + 0.01, bz), (w, hgt - 0.02, dep), (0.7, 0.82, 0.86), pattern=GLASS,
+                  alpha=0.12)
+            speed = max(float(d["speed"]), 0.0) * RUN_MPS
+            r = min(w, dep) / 2 - size_m * 0.6
+            motion = (r, speed / r, 1.0, 0.0) if speed > 0 and r > 0.01 else (0.0, 0.0, 0.0, 0.0)
+            add_spiders(s, [(bx, by + 0.02, bz)], 0.8, size_m, motion, float(d["hairiness"]))
+            target = np.array([bx, by, bz])
+        else:
+            origin, yaw, span, motion, hair = _placement(d)
+            add_spiders(s, origin, yaw, span, motion, hair)
+            if d["on_table"] >= 0.5:
+                target = np.array([TABLE_XZ[0] - 0.1, TABLE_TOP_M, TABLE_XZ[1]])
+    # Untracked displays look towards what the level is about (a headset's own pose overrides this).
+    eye_y = 1.65
+    horiz = max(float(np.hypot(target[0], target[2])), 0.05)
+    pitch = -min(0.95, max(0.08, 0.92 * math.atan2(eye_y - float(target[1]), horiz)))
+    return s.build(
+        LOOK,
+        (0.0, 0.0, 0.0),
+        gaze_pitch_rad=pitch,
+        wind=0.0,
+        shadow_center=(0.0, 1.2, -2.0),
+        shadow_radius_m=5.0,
+    )

@@ -117,8 +117,7 @@ class SessionTally:
             case PhaseChanged():
                 return f"[{stamp}] phase {event.phase.value}: {event.reason}"
             case LevelChanged():
-                hr = "" if self.hr_bpm is None else f" (HR {self.hr_bpm:.0f} bpm)"
-                return f"[{stamp}] level {event.level} ({event.cause}){hr}: {event.reason}"
+                return f"[{stamp}] level {event.level} ({event.cause}): {event.reason}"
             case SafetyAlert():
                 return f"[{stamp}] SAFETY {event.code}: {event.message}"
             case SessionEnded():

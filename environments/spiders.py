@@ -422,7 +422,7 @@ def build(level: int, intensity: float, overrides) -> SceneBuild:
     # Untracked displays look towards what the level is about (a headset's own pose overrides this).
     eye_y = 1.65
     horiz = max(float(np.hypot(target[0], target[2])), 0.05)
-    pitch = -min(0.95, max(0.08, 0.92 * math.atan2(eye_y - float(target[1]), horiz)))
+    pitch = -min(0.95, max(0.15, 0.92 * math.atan2(eye_y - float(target[1]), horiz)))
     return s.build(
         LOOK,
         (0.0, 0.0, 0.0),

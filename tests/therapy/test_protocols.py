@@ -8,6 +8,15 @@ from protocols.errors import ProtocolError
 from protocols.model import builtin_names, load_protocol, parse_protocol
 
 
+@pytest.mark.parametrize(("name", "environment"), [("heights-graded", "heights"), ("spiders-graded", "spiders")])
+def test_builtin_protocols_name_real_environments(name, environment):
+    from environments import registry
+
+    spec, _ = load_protocol(name)
+    assert spec.name == name and spec.environment == environment
+    assert registry.info(spec.environment).kind == "phobia" and registry.info(spec.safe_environment).kind == "safe"
+
+
 def test_builtin_heights_protocol_loads():
     assert "heights-graded" in builtin_names()
     spec, text = load_protocol("heights-graded")
@@ -37,7 +46,7 @@ def test_bad_protocol_names_key_and_value(toml, expected):
 
 
 def test_unknown_protocol_lists_builtins(tmp_path):
-    with pytest.raises(ProtocolError, match="built-in protocols are heights-graded"):
+    with pytest.raises(ProtocolError, match="built-in protocols are heights-graded, spiders-graded"):
         load_protocol("spiderz")
     with pytest.raises(ProtocolError, match="cannot read protocol file"):
         load_protocol(str(tmp_path / "missing.toml"))

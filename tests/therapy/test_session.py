@@ -166,3 +166,12 @@ def test_a_failing_pipeline_never_ends_the_session(virtual_session, monkeypatch)
     alerts = [e for e in s.of(SafetyAlert) if e.code == "runtime_error"]
     assert len(alerts) == 1 and "pipeline bug" in alerts[0].message  # reported once, not every tick
     assert any(e.phase is Phase.SAFE_PLACE for e in s.of(PhaseChanged))
+
+
+def test_spiders_protocol_runs_a_whole_session(virtual_session):
+    spec, _ = load_protocol("spiders-graded")
+    s = virtual_session(minutes=12, seed=4, protocol=spec)
+    assert s.status is EndStatus.COMPLETED
+    envs = {env for (env,) in s.query("SELECT DISTINCT environment FROM level_changes")}
+    assert envs == {"spiders"} and len(s.of(LevelChanged)) >= 3
+    assert any(sc.environment == "spiders" and not sc.safe_place for sc in s.scenes)

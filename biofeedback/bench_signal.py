@@ -59,6 +59,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -592,7 +593,7 @@ def _handle(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     result = run_bench(args.data, args.quick, args.seed)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes get the whole table
     t = Table(title="vrex signal benchmark" + (" (quick subset)" if args.quick else ""))
     for col in ("metric", "vrex", "NeuroKit2 kubios"):
         t.add_column(col)

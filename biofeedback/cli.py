@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -252,7 +253,7 @@ def bench_link_command(args: argparse.Namespace) -> int:
     table.add_section()
     table.add_row("median", "", _fmt(s["link_back_median_s"], ".2f"), _fmt(s["streaming_median_s"], ".2f"))
     table.add_row("max", "", _fmt(s["link_back_max_s"], ".2f"), _fmt(s["streaming_max_s"], ".2f"))
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes get the whole table
     console.print(table)
     verdict = "met" if s["target_met"] else "NOT met"
     console.print(f"target: streaming again <= {RECONNECT_TARGET_S:g} s after the strap reappears: {verdict}")

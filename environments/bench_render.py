@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import platform
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -168,7 +169,7 @@ def run_bench(args: argparse.Namespace) -> int:
     finally:
         ctx.release()
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes get the whole table
     table = Table(title=f"bench render - {device['renderer']} - GL {device['gl_version']} - {platform.machine()}")
     for col in ("environment", "level", "eye size", "msaa", "frames", "frame ms", "issue ms", "python ms",
                 "draws/eye", "instances"):

@@ -75,6 +75,16 @@ def _positive(kind: type, what: str):
     return parse
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
 def _fault(text: str):
     from biofeedback.simulated import Fault
 
@@ -98,7 +108,7 @@ def _register_demo(commands: argparse._SubParsersAction) -> None:
                    help="session length in session minutes (default 20)")
     p.add_argument("--speed", type=_positive(float, "time factor"), default=1.0,
                    help="simulated time runs N times faster than the wall clock (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulated patient (default 0)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the simulated patient (default 0)")
     p.add_argument("--out", type=Path, default=None,
                    help="data directory for the session record and frames (default: the per-user data dir)")
     p.add_argument("--display", choices=("auto", "headless", "desktop", "openvr"), default="auto",
@@ -122,38 +132,25 @@ def _default_data_dir() -> Path:
 
 
 def _choose_display(kind: str) -> str:
+    """``auto``: a window where one can open (an X display on Linux, always on Windows/macOS), else headless."""
     import os
 
     if kind != "auto":
         return kind
-    return "desktop" if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") else "headless"
+    if sys.platform.startswith("linux"):
+        return "desktop" if os.environ.get("DISPLAY") else "headless"  # pyglet needs X (XWayland sets DISPLAY)
+    return "desktop"
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     """Compose the simulated seams with the real runtime, store and renderer, and run one session."""
-    import signal
-    import threading
-
-    from rich.console import Console
-    from rich.live import Live
-
-    from biofeedback.clock import ScaledClock
-    from biofeedback.pipeline import HeartPipeline
-    from biofeedback.simulated import SimulatedSensor
     from environments import registry
     from environments.display import open_display
-    from environments.render_loop import RenderLoop
-    from environments.scene_state import SceneStateBox
     from protocols.model import load_protocol
-    from therapy import commands as cmd
-    from therapy.events import EndStatus, EventBus
-    from therapy.host import FrameCapturePolicy, SessionHost
-    from therapy.progress import ProgressPrinter, SessionTally
-    from therapy.session import SessionPlan, SessionRuntime, drive_from_scene, initial_scene
-    from therapy.simulated_patient import SimulatedPatient
-    from therapy.store import SessionInfo, SqliteSessionStore, prepare_output_dir
+    from therapy.session import SessionPlan
+    from therapy.store import prepare_output_dir
 
-    console = Console()
+    # Everything a user can get wrong is checked before anything is opened or written.
     out_dir = prepare_output_dir(args.out or _default_data_dir())
     protocol, protocol_text = load_protocol(args.protocol)
     env_info = registry.info(protocol.environment)
@@ -163,17 +160,42 @@ def _run_demo(args: argparse.Namespace) -> int:
     eye_size = args.eye_size or (640, 720)
     fps = args.fps or (10.0 if display_kind == "headless" else None)
     display = open_display(display_kind, eye_size=eye_size, stereo=True, msaa=0, max_fps=fps)
+    try:
+        return _demo_session(args, display, display_kind, out_dir, protocol, protocol_text, env_info, safe_info, plan)
+    finally:
+        display.close()
 
+
+def _demo_session(args, display, display_kind, out_dir, protocol, protocol_text, env_info, safe_info, plan) -> int:
+    import signal
+    import threading
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from biofeedback.clock import ScaledClock
+    from biofeedback.pipeline import HeartPipeline
+    from biofeedback.simulated import SimulatedSensor
+    from environments.render_loop import RenderLoop
+    from environments.scene_state import SceneStateBox
+    from therapy import commands as cmd
+    from therapy.events import EndStatus, EventBus
+    from therapy.host import FrameCapturePolicy, SessionHost
+    from therapy.progress import ProgressPrinter, SessionTally
+    from therapy.session import SessionRuntime, drive_from_scene, initial_scene
+    from therapy.simulated_patient import SimulatedPatient
+    from therapy.store import SessionInfo, SqliteSessionStore
+
+    console = Console()
     clock = ScaledClock(args.speed)
     scene = SceneStateBox(initial_scene(safe_info.name))
     sensor = SimulatedSensor(
         clock, seed=args.seed, drive=drive_from_scene(scene, len(env_info.levels)), faults=args.fault
     )
-    pipeline = HeartPipeline()
     bus = EventBus()
     commands = cmd.CommandQueue()
     runtime = SessionRuntime(
-        clock=clock, sensor=sensor, pipeline=pipeline, protocol=protocol, environment=env_info,
+        clock=clock, sensor=sensor, pipeline=HeartPipeline(), protocol=protocol, environment=env_info,
         safe_environment=safe_info, plan=plan, bus=bus, commands=commands, scene=scene,
     )
     store = SqliteSessionStore(
@@ -182,7 +204,7 @@ def _run_demo(args: argparse.Namespace) -> int:
             protocol_name=protocol.name, protocol_toml=protocol_text, environment=env_info.name,
             sensor=sensor.description, clock_origin_s=clock.now(),
             metadata={"command": "demo", "seed": args.seed, "speed": args.speed, "minutes": args.minutes,
-                      "display": display_kind, "eye_size": list(eye_size),
+                      "display": display_kind, "eye_size": list(display.eye_size),
                       "faults": [f"{f.kind}@{f.start_s:g}+{f.duration_s:g}" for f in args.fault]},
         ),
     )
@@ -194,52 +216,53 @@ def _run_demo(args: argparse.Namespace) -> int:
                                  settle_s=runtime.fade_in_s + protocol.exposure.ramp_s + 1.0)
     patient_model = sensor.model
     patient = SimulatedPatient(clock, commands, lambda: sensor.fear_bpm / patient_model.fear_gain_bpm, seed=args.seed)
-    bus.subscribe(store)
-    bus.subscribe(tally.on_event)
-    bus.subscribe(capture.on_event)
-    bus.subscribe(patient.on_event)
-    live = console.is_terminal
-    bus.subscribe(ProgressPrinter(tally, console).on_event)  # above the live view on a terminal, plain lines otherwise
+    for subscriber in (store, tally.on_event, capture.on_event, patient.on_event,
+                       ProgressPrinter(tally, console).on_event):  # printed above the live view on a terminal
+        bus.subscribe(subscriber)
 
     host = SessionHost(runtime, commands, companions=(capture.run, patient.run))
     stop_render = threading.Event()
-    interrupted = threading.Event()
+    signals_seen: list[str] = []  # the handler only appends (no locks in a signal handler)
 
     def on_signal(signum: int, _frame) -> None:
-        if interrupted.is_set():  # a second Ctrl-C: stop rendering at once
-            stop_render.set()
-            return
-        interrupted.set()
-        commands.put(cmd.Interrupt(source="operator", reason=f"{signal.Signals(signum).name} received"))
+        signals_seen.append(signal.Signals(signum).name)
+
+    def supervise() -> None:
+        """Turns signals into commands; stops rendering once the session is over (or on a second signal)."""
+        sent = False
+        while not host.done.wait(0.05):
+            if signals_seen and not sent:
+                sent = True
+                commands.put(cmd.Interrupt(source="operator", reason=f"{signals_seen[0]} received"))
+            if len(signals_seen) > 1:
+                break
+        stop_render.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     console.print(
         f"vrex demo: protocol [bold]{protocol.name}[/] on [bold]{env_info.title}[/], {args.minutes:g} min at "
         f"{args.speed:g}x, {display_kind} display, seed {args.seed}", highlight=False)
-    watcher = threading.Thread(target=lambda: (host.done.wait(), stop_render.set()), daemon=True)
+    supervisor = threading.Thread(target=supervise, name="vrex-supervise", daemon=True)
     host.start()
-    watcher.start()
+    supervisor.start()
     render_error: BaseException | None = None
     try:
-        if live:
+        if console.is_terminal:
             with Live(tally.table(), console=console, refresh_per_second=4, transient=False) as view:
-                view_thread = threading.Thread(
-                    target=_refresh_view, args=(view, tally, stop_render), daemon=True)
-                view_thread.start()
+                threading.Thread(target=_refresh_view, args=(view, tally, stop_render), daemon=True).start()
                 loop.run(stop_render)
         else:
             loop.run(stop_render)
-    except Exception as exc:  # rendering died: the session must still end cleanly, as failed
+    except Exception as exc:  # rendering died: the session must still end cleanly, recorded as failed
         log.exception("the render loop failed")
         render_error = exc
-        commands.put(cmd.Interrupt(source="renderer", reason=f"rendering failed: {exc}"))
+        commands.put(cmd.Abort(source="renderer", reason=f"rendering failed: {exc}"))
     finally:
         host.join(timeout_s=30.0)
         frames = capture.finish()
         status = host.status or EndStatus.INTERRUPTED
         store.close(EndStatus.FAILED if render_error else EndStatus.INTERRUPTED,
                     "the session thread did not finish" if host.status is None else "closed")
-        display.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
 

@@ -19,29 +19,33 @@ from protocols.errors import ProtocolError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf/nan would silently switch limits off (a ceiling that never fires): refuse them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+HOUR_S = 3600.0
 
 
 class BaselineSpec(_Section):
-    duration_s: float = Field(180.0, ge=30.0, description=">= 3 min is the clinical standard; 30 s allowed for tests")
+    duration_s: float = Field(180.0, ge=30.0, le=HOUR_S, description=">= 3 min is the clinical standard; 30 s allowed for tests")
 
 
 class ExposureSpec(_Section):
-    start_level: int = Field(0, ge=0)
-    max_level: int | None = Field(None, ge=0)
-    min_hold_s: float = Field(60.0, gt=0)
-    ramp_s: float = Field(6.0, ge=0)
+    start_level: int = Field(0, ge=0, le=100)
+    max_level: int | None = Field(None, ge=0, le=100)
+    min_hold_s: float = Field(60.0, gt=0, le=HOUR_S)
+    ramp_s: float = Field(6.0, ge=0, le=600.0)
 
 
 class ControllerSpec(_Section):
     kind: Literal["arousal_habituation", "manual"] = "arousal_habituation"
-    arousal_window_s: float = Field(10.0, ge=0, description="decisions use arousal averaged over this window")
-    step_up_below_z: float = 1.5
-    step_up_sustain_s: float = Field(20.0, ge=0)
-    step_down_above_z: float = 3.0
-    step_down_sustain_s: float = Field(10.0, ge=0)
+    arousal_window_s: float = Field(10.0, ge=0, le=600.0, description="decisions use arousal averaged over this window")
+    step_up_below_z: float = Field(1.5, ge=-10.0, le=20.0)
+    step_up_sustain_s: float = Field(20.0, ge=0, le=600.0)
+    step_down_above_z: float = Field(3.0, ge=-10.0, le=20.0)
+    step_down_sustain_s: float = Field(10.0, ge=0, le=600.0)
     step_down_settle_s: float = Field(
-        30.0, ge=0, description="after a level change, give the heart this long to respond before stepping down"
+        30.0, ge=0, le=600.0, description="after a level change, give the heart this long to respond before stepping down"
     )
     min_quality: float = Field(0.5, ge=0, le=1)
 
@@ -55,20 +59,20 @@ class ControllerSpec(_Section):
 
 
 class SudsSpec(_Section):
-    every_s: float = Field(120.0, gt=0)
-    answer_timeout_s: float = Field(30.0, gt=0)
+    every_s: float = Field(120.0, gt=0, le=HOUR_S)
+    answer_timeout_s: float = Field(30.0, gt=0, le=600.0)
 
 
 class RecoverySpec(_Section):
-    duration_s: float = Field(120.0, ge=0)
+    duration_s: float = Field(120.0, ge=0, le=HOUR_S)
     breathing_rate_bpm: float = Field(6.0, ge=3.0, le=12.0)
 
 
 class SafetySpec(_Section):
     age_years: int = Field(35, ge=5, le=110)
     hr_ceiling_fraction: float = Field(0.85, gt=0.3, le=1.0)
-    ceiling_sustain_s: float = Field(5.0, ge=0)
-    stale_alert_s: float = Field(15.0, gt=0)
+    ceiling_sustain_s: float = Field(5.0, ge=0, le=60.0)
+    stale_alert_s: float = Field(15.0, gt=0, le=300.0)
 
 
 class ProtocolSpec(_Section):
@@ -137,6 +141,10 @@ def load_protocol(name_or_path: str) -> tuple[ProtocolSpec, str]:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ProtocolError(f"cannot read protocol file {name_or_path}: {exc.strerror}; check the path") from None
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(
+                f"protocol file {name_or_path} is not UTF-8 text (byte {exc.start}): save it as UTF-8 TOML"
+            ) from None
         return parse_protocol(text, str(path)), text
     text = builtin_text(name_or_path)
     return parse_protocol(text, f"{name_or_path} (built-in)"), text

@@ -38,6 +38,13 @@ class Interrupt(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Abort(Command):
+    """End the session because a part it cannot run without failed (e.g. rendering); recorded as failed."""
+
+    reason: str = "failed"
+
+
+@dataclass(frozen=True, slots=True)
 class GoToSafePlace(Command):
     """Pause exposure and show the safe place (the patient's STOP button does this)."""
 
@@ -111,8 +118,8 @@ def command_for_input(event: PatientInput) -> Command | None:
         return AnswerSuds(source=source, value=int(round(event.value)))
     if event.kind in (InputKind.STOP, InputKind.MENU):  # the headset's menu button is the patient's STOP
         return GoToSafePlace(source=source, reason="the patient asked to stop")
-    if event.kind is InputKind.PAUSE:
-        return GoToSafePlace(source=source, reason="paused from the display")
+    if event.kind is InputKind.PAUSE:  # pausing asks for the safe place; un-pausing is the therapist's call
+        return GoToSafePlace(source=source, reason="paused from the display") if event.value != 0 else None
     if event.kind is InputKind.QUIT:
         return Interrupt(source=source, reason="the display was closed")
     return None  # trigger and grip: reserved for in-headset SUDS answering

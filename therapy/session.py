@@ -89,6 +89,7 @@ class SessionRuntime:
     hr_sample_period_s = 1.0
     fade_in_s = 1.5
     safety_resume_after_s = 60.0
+    closing_s = 3.0  # after the end, keep showing the (safe place) scene while its fade completes
     baseline_retries = 2
 
     def __init__(
@@ -128,6 +129,9 @@ class SessionRuntime:
         self._env_name = safe_environment.name
         self._seq = 0
         self._ended: tuple[EndStatus, str] | None = None
+        self._close_at_s = float("inf")
+        self._stop_requested: str | None = None  # a patient STOP that arrived during the baseline
+        self._exposure_started = False
         self._phase_since_s = self._t0
         self._safe_place_cause: str | None = None
         self._suds_due_s: float | None = None
@@ -163,11 +167,13 @@ class SessionRuntime:
             self._set_phase(Phase.BASELINE, "session started: measuring the resting baseline")
             self._pipeline.begin_baseline(self._clock.now())
             next_tick = self._clock.now()
-            while self._ended is None:
+            while self._ended is None or self._clock.now() < self._close_at_s:
                 next_tick += self.tick_s
                 await self._clock.sleep_until(next_tick)
                 if self._ended is None:
                     self._guarded_tick(self._clock.now())
+                else:  # closing: the record is final, the patient still sees the fade finish
+                    self._publish_scene(self._clock.now())
         except asyncio.CancelledError:
             if self._ended is None:
                 self._end(EndStatus.INTERRUPTED, "the session was cancelled")
@@ -229,9 +235,11 @@ class SessionRuntime:
                 self._end(EndStatus.STOPPED, f"{command.reason} ({command.source})")
             case cmd.Interrupt():
                 self._end(EndStatus.INTERRUPTED, f"{command.reason} ({command.source})")
-            case cmd.GoToSafePlace():  # baseline and recovery already take place in the safe place
-                if self.phase is Phase.EXPOSURE:
-                    self._enter_safe_place(now, command.source, command.reason)
+            case cmd.Abort():
+                self._switch_environment(self._safe_env.name, now, white=True)
+                self._end(EndStatus.FAILED, f"{command.reason} ({command.source})")
+            case cmd.GoToSafePlace():
+                self._request_safe_place(now, command)
             case cmd.ResumeExposure():
                 if self.phase is Phase.SAFE_PLACE:
                     self._resume_exposure(now, f"resumed by the {command.source}")
@@ -248,6 +256,22 @@ class SessionRuntime:
                 self._publish(SudsRecorded(now, int(command.value), self.level, self.phase.value, command.source))
                 self._suds_deadline_s = None
                 self._publish_scene(now)
+
+    def _request_safe_place(self, now: float, command: cmd.GoToSafePlace) -> None:
+        """A STOP from the patient or therapist is never lost, whatever the phase."""
+        who = f"{command.reason} ({command.source})"
+        if self.phase is Phase.EXPOSURE:
+            self._enter_safe_place(now, command.source, command.reason)
+        elif self.phase is Phase.SAFE_PLACE:
+            # already there (e.g. sent by the safety supervisor): now only a person may resume exposure
+            self._safe_place_cause = command.source
+            self._publish(SafetyAlert(now, "stop_requested", f"{who}: staying in the safe place until resumed", "safe_place"))
+        elif self.phase is Phase.BASELINE:
+            self._stop_requested = who
+            self._publish(SafetyAlert(now, "stop_requested",
+                                      f"{who} during the baseline: exposure will not start until resumed", "safe_place"))
+        else:  # recovery: already in the safe place, and no more exposure follows
+            self._publish(SafetyAlert(now, "stop_requested", f"{who} during {self.phase.value}", "alert"))
 
     # -- the tick -----------------------------------------------------------------------------
 
@@ -311,6 +335,10 @@ class SessionRuntime:
             self._publish(
                 BaselineMeasured(now, baseline.hr_mean_bpm, baseline.hr_sd_bpm, baseline.rmssd_ms, baseline.beats)
             )
+        if self._stop_requested is not None:
+            self._safe_place_cause = "patient"
+            self._set_phase(Phase.SAFE_PLACE, f"baseline done; exposure waits: {self._stop_requested}")
+            return
         self._set_phase(Phase.EXPOSURE, f"baseline done: exposure starts at level {self.level}")
         self._switch_environment(self._env.name, now)
         self._change_level(self.level, now, "protocol", "first level of the protocol", force=True)
@@ -371,6 +399,7 @@ class SessionRuntime:
             return
         previous = None if force else self.level
         self.level = level
+        self._exposure_started = True
         self._controller.on_level_changed(now, level)
         self._last_recommendation = None
         self._publish(LevelChanged(now, self._env.name, level, previous, cause, reason))
@@ -383,10 +412,13 @@ class SessionRuntime:
 
     def _resume_exposure(self, now: float, reason: str) -> None:
         self._safe_place_cause = None
-        resume_level = max(0, self.level - 1)
+        self._stop_requested = None
+        was_exposed = self._exposure_started
+        resume_level = max(0, self.level - 1) if was_exposed else self.level
         self._set_phase(Phase.EXPOSURE, f"{reason}: exposure resumes at level {resume_level}")
         self._switch_environment(self._env.name, now)
-        self._change_level(resume_level, now, "protocol", "resuming one level lower after the safe place", force=True)
+        why = "resuming one level lower after the safe place" if was_exposed else "first level of the protocol"
+        self._change_level(resume_level, now, "protocol", why, force=True)
 
     def _set_phase(self, phase: Phase, reason: str) -> None:
         now = self._clock.now()
@@ -406,6 +438,7 @@ class SessionRuntime:
             return
         now = self._clock.now()
         self._ended = (status, reason)
+        self._close_at_s = now + self.closing_s
         if self.phase is not Phase.ENDED:
             self._set_phase(Phase.ENDED, reason)
         self._publish(SessionEnded(now, status, reason))

@@ -66,6 +66,7 @@ def test_demo_runs_a_whole_session_and_writes_record_and_frames(tmp_path):
         (["demo", "--protocol", "spiderz"], {}, "unknown protocol 'spiderz'"),
         (["demo", "--minutes", "2"], {}, "--minutes 2 is too short"),
         (["demo", "--speed", "0"], {}, "'0' must be greater than 0"),
+        (["demo", "--seed", "-1"], {}, "'-1' must be 0 or more"),
         (["demo", "--eye-size", "big"], {}, "is not a size"),
         (["demo", "--fault", "meltdown@1+2"], {}, "unknown fault kind 'meltdown'"),
         (["demo", "--display", "desktop"], {"DISPLAY": ""}, "use --display headless"),
@@ -146,3 +147,35 @@ def test_demo_opens_a_desktop_window_when_there_is_a_screen(tmp_path, xvfb_displ
     shots = sorted((out / "frames" / sid).glob("*.png"))
     assert len(shots) >= 3
     assert all(np.asarray(Image.open(p).convert("RGB")).std() > 5.0 for p in shots)
+
+
+def test_auto_display_is_headless_without_an_x_display(monkeypatch):
+    import main
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")  # pyglet needs X: Wayland alone is not enough
+    assert main._choose_display("auto") == "headless"
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert main._choose_display("auto") == "desktop"
+    assert main._choose_display("headless") == "headless"
+
+
+def test_a_render_crash_is_recorded_as_failed(tmp_path, monkeypatch):
+    import main
+    from environments.render_loop import RenderLoop
+
+    real_run = RenderLoop.run
+
+    def crashing_run(self, stop, *, max_frames=None):  # fault injection: the GL side dies after 20 frames
+        real_run(self, stop, max_frames=20)
+        raise RuntimeError("GPU lost")
+
+    monkeypatch.setattr(RenderLoop, "run", crashing_run)
+    out = tmp_path / "out"
+    code = main.run(["demo", "--minutes", "8", "--speed", "20", "--out", str(out), "--display", "headless",
+                     "--eye-size", "32x32", "--fps", "50"])
+    assert code == 1
+    with sqlite3.connect(out / "vrex.sqlite3") as conn:
+        status, reason = conn.execute("SELECT status, end_reason FROM sessions").fetchone()
+        kinds = [k for (k,) in conn.execute("SELECT kind FROM events ORDER BY seq")]
+    assert status == "failed" and "GPU lost" in reason and kinds[-1] == "SessionEnded"

@@ -37,6 +37,12 @@ def test_builtin_heights_protocol_loads():
          "step_up_below_z (4.0) must be below step_down_above_z (3.0)"),
         ('name = "Bad Name"\ntitle = "t"\nenvironment = "heights"\n', "name = 'Bad Name'"),
         ("name = \n", "not valid TOML"),
+        ('name = "x"\ntitle = "t"\nenvironment = "heights"\n[safety]\nceiling_sustain_s = inf\n',
+         "safety.ceiling_sustain_s = inf"),
+        ('name = "x"\ntitle = "t"\nenvironment = "heights"\n[controller]\nstep_down_above_z = nan\n',
+         "controller.step_down_above_z = nan"),
+        ('name = "x"\ntitle = "t"\nenvironment = "heights"\n[exposure]\nmin_hold_s = inf\n',
+         "exposure.min_hold_s = inf"),
     ],
 )
 def test_bad_protocol_names_key_and_value(toml, expected):
@@ -57,3 +63,10 @@ def test_protocol_file_from_disk(tmp_path):
     path.write_text('name = "short"\ntitle = "Short"\nenvironment = "heights"\n[baseline]\nduration_s = 60\n')
     spec, text = load_protocol(str(path))
     assert spec.baseline.duration_s == 60 and spec.exposure.min_hold_s == 60 and text.startswith("name")
+
+
+def test_protocol_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('name = "x"\ntitle = "Höhen"\nenvironment = "heights"\n'.encode("latin-1"))
+    with pytest.raises(ProtocolError, match="is not UTF-8 text"):
+        load_protocol(str(path))

@@ -175,3 +175,40 @@ def test_spiders_protocol_runs_a_whole_session(virtual_session):
     envs = {env for (env,) in s.query("SELECT DISTINCT environment FROM level_changes")}
     assert envs == {"spiders"} and len(s.of(LevelChanged)) >= 3
     assert any(sc.environment == "spiders" and not sc.safe_place for sc in s.scenes)
+
+
+def test_patient_stop_during_the_baseline_holds_exposure_until_resumed(virtual_session):
+    script = [
+        (60.0, cmd.GoToSafePlace(source="patient", reason="the patient asked to stop")),
+        (400.0, cmd.ResumeExposure(source="therapist")),
+    ]
+    s = virtual_session(minutes=15, seed=0, script=script)
+    assert any(e.code == "stop_requested" and abs(e.t_s - T0 - 60) < 0.01 for e in s.of(SafetyAlert))
+    phases = [(e.phase, round(e.t_s - T0)) for e in s.of(PhaseChanged)]
+    assert phases[:3] == [(Phase.BASELINE, 0), (Phase.SAFE_PLACE, 180), (Phase.EXPOSURE, 400)]
+    first = s.of(LevelChanged)[0]
+    assert round(first.t_s - T0) == 400 and first.level == 0 and first.reason == "first level of the protocol"
+    assert not any(sc.environment == "heights" for sc in s.scenes if sc.t_s < T0 + 400)
+
+
+def test_patient_stop_in_a_safety_safe_place_cancels_the_automatic_resume(virtual_session):
+    spec, _ = load_protocol("heights-graded")
+    spec = spec.model_copy(update={"safety": spec.safety.model_copy(update={"age_years": 80})})
+    model = PatientModel(rest_hr_bpm=90.0, fear_gain_bpm=900.0, habituation_tau_s=1e6, fear_floor=1.0)
+    probe = virtual_session(minutes=12, seed=1, model=model, protocol=spec)
+    t_safety = next(e.t_s for e in probe.of(PhaseChanged) if e.phase is Phase.SAFE_PLACE) - T0
+    resumed = [e for e in probe.of(PhaseChanged) if e.phase is Phase.EXPOSURE and e.t_s - T0 > t_safety]
+    assert resumed  # without a STOP, the supervisor resumes exposure once HR is back down
+
+    stop = cmd.GoToSafePlace(source="patient", reason="the patient asked to stop")
+    s = virtual_session(minutes=12, seed=1, model=model, protocol=spec, script=[(t_safety + 5.0, stop)])
+    after = [e for e in s.of(PhaseChanged) if e.t_s - T0 > t_safety]
+    assert [e.phase for e in after] == [Phase.RECOVERY, Phase.ENDED]  # stays in the safe place
+
+
+def test_after_a_stop_the_safe_place_keeps_showing_while_it_fades_in(virtual_session):
+    s = virtual_session(minutes=20, seed=0, script=[(400.0, cmd.Stop(source="therapist"))])
+    end = s.of(SessionEnded)[0]
+    closing = [sc for sc in s.scenes if sc.t_s > end.t_s]
+    assert closing and all(sc.safe_place for sc in closing)
+    assert closing[-1].fade == 0.0 and closing[-1].fade_rgb == (1.0, 1.0, 1.0)  # faded in from white, then clear

@@ -305,12 +305,25 @@ class _BleSensor:
     async def _setup(self, client: BleakClient, reconnect: bool) -> None:
         raise NotImplementedError
 
-    def _on_disconnected(self, _client: BleakClient) -> None:
-        # bleak also calls this on our own disconnect(): only a drop we did not ask for counts.
-        if self._stopping:
-            return
-        if self._lost is not None:
-            self._lost.set()
+    def _disconnect_watcher(self, lost: asyncio.Event) -> Callable[[BleakClient], None]:
+        """The disconnected callback for one connection: it can only mark *that* connection lost.
+
+        Stacks may report a disconnect after ``disconnect()`` returned (one
+        slower than our cap is cancelled and finishes later). Bound to its own
+        event, a late report from a failed attempt cannot wake the run loop for
+        the next, healthy connection (which would then be dropped un-disconnected).
+        """
+
+        def on_disconnected(_client: BleakClient) -> None:
+            # bleak also calls this on our own disconnect(): only a drop we did not ask for counts.
+            if self._stopping:
+                return
+            if lost is not self._lost:
+                log.debug("%s: late disconnect report from an earlier connection; ignored", self.description)
+                return
+            lost.set()
+
+        return on_disconnected
 
     async def _find(self, timeout_s: float) -> BLEDevice | None:
         try:
@@ -328,10 +341,10 @@ class _BleSensor:
         if device is None:
             raise LookupError(f"no heart-rate sensor matching {self.target!r} advertised within {timeout_s:g} s")
         self.device_name = device.name or self.device_name
-        self._lost = asyncio.Event()
+        lost = self._lost = asyncio.Event()  # this connection's own: see _disconnect_watcher
         client = BleakClient(
             device,
-            disconnected_callback=self._on_disconnected,
+            disconnected_callback=self._disconnect_watcher(lost),
             timeout=self.policy.connect_timeout_s,
             **_backend_kw(self.backend, "client"),
         )
@@ -340,17 +353,16 @@ class _BleSensor:
         self._held = []
         try:
             await asyncio.wait_for(self._setup(client, reconnect), timeout=self.policy.setup_timeout_s)
-            if self._lost.is_set():
+            if lost.is_set():
                 raise _SetupError("link dropped during set-up")
         except Exception as exc:
             self._held = None
-            self._stopping = True
+            # Our own disconnect sets only this attempt's event, which nobody waits on after this.
             try:
                 await asyncio.wait_for(client.disconnect(), timeout=5.0)
             except Exception as disconnect_exc:
                 log.debug("%s: disconnect after failed set-up: %s", self.description, disconnect_exc)
             finally:
-                self._stopping = self._closed
                 self._client = None
             if isinstance(exc, asyncio.TimeoutError):
                 raise _SetupError(f"set-up did not finish within {self.policy.setup_timeout_s:g} s") from exc
@@ -373,11 +385,19 @@ class _BleSensor:
                 mapped = _adapter_error(exc)
                 raise (mapped or SensorUnavailableError(f"cannot connect to {self.target!r}: {exc}; move closer or restart the sensor")) from exc
             while not self._stopping:
-                assert self._lost is not None
-                await self._lost.wait()
+                lost = self._lost
+                assert lost is not None
+                await lost.wait()
                 if self._stopping:
                     return
-                self._client = None
+                client, self._client = self._client, None
+                if client is not None and client.is_connected:
+                    # The stack says lost but the link is up: never leave it streaming unowned.
+                    log.warning("%s: disconnect reported while the link is up; disconnecting it", self.description)
+                    try:
+                        await asyncio.wait_for(client.disconnect(), timeout=5.0)
+                    except Exception as exc:
+                        log.debug("%s: disconnect of a reported-lost link: %s", self.description, exc)
                 self._link(LinkState.LOST, "link dropped")
                 if not await self._reconnect():
                     return

@@ -32,7 +32,7 @@ _UNIT_TO_UV = {
     "mv": 1e3, "millivolts": 1e3, "millivolt": 1e3,
     "v": 1e6, "volts": 1e6, "volt": 1e6,
 }
-_KINDS = {"rr": "rr", "hr": "hr", "ecg": "ecg"}
+_KINDS = {"rr": "rr", "ecg": "ecg"}
 
 
 def _escape(value: str) -> str:
@@ -60,9 +60,11 @@ def resolve_stream(name_or_source_id: str, timeout_s: float) -> pylsl.StreamInfo
 class LslInletSensor:
     """A :class:`~biofeedback.sensor.HeartSensor` over an existing LSL stream.
 
-    Stream types (case-insensitive): ``RR`` (intervals in ms, one per sample),
-    ``HR`` (bpm) or ``ECG`` (µV, mV or V by the channel's ``unit``; channel
-    ``channel``). Timestamps are the outlet's, corrected to this machine's LSL
+    Stream types (case-insensitive): ``RR`` (intervals in ms, one per sample)
+    or ``ECG`` (µV, mV or V by the channel's ``unit``; channel ``channel``).
+    ``HR`` (bpm) streams are refused at construction: the pipeline, the
+    baseline and HRV all need beat times, which a rate alone cannot give, so
+    accepting one would leave the heart state stale forever without a word. Timestamps are the outlet's, corrected to this machine's LSL
     clock (``proc_clocksync``): the session clock must be the LSL clock. A lost
     outlet yields LOST, then RECONNECTED when a stream with the same source_id
     is back (or GIVEN_UP after ``give_up_after_s``).
@@ -87,10 +89,17 @@ class LslInletSensor:
         self.poll_s = poll_s
         self.give_up_after_s = give_up_after_s
         self.info = resolve_stream(name, timeout_s)
-        self.kind = _KINDS.get(self.info.type().lower())
+        stype = self.info.type()
+        if stype.strip().lower() == "hr":
+            raise SensorUnavailableError(
+                f"LSL stream {self.info.name()!r} has type {stype!r}: vrex needs beat-to-beat RR (type RR, ms) "
+                "or ECG (type ECG); heart rate alone has no beat times for the baseline and HRV - "
+                "stream the strap's RR intervals or its ECG instead"
+            )
+        self.kind = _KINDS.get(stype.strip().lower())
         if self.kind is None:
             raise SensorUnavailableError(
-                f"LSL stream {self.info.name()!r} has type {self.info.type()!r}; expected RR (ms), HR (bpm) or ECG"
+                f"LSL stream {self.info.name()!r} has type {stype!r}; vrex needs beat-to-beat RR (type RR, ms) or ECG (type ECG)"
             )
         if not 0 <= channel < self.info.channel_count():
             raise SensorUnavailableError(
@@ -134,10 +143,7 @@ class LslInletSensor:
             value = float(sample[self.channel])
             if not np.isfinite(value) or value <= 0:
                 continue
-            if self.kind == "rr":
-                out.append(HeartSample(t_s=float(t_s), rr_ms=(value,), hr_bpm=None, source=src))
-            else:
-                out.append(HeartSample(t_s=float(t_s), rr_ms=(), hr_bpm=value, source=src))
+            out.append(HeartSample(t_s=float(t_s), rr_ms=(value,), hr_bpm=None, source=src))
         return out
 
     async def records(self) -> AsyncIterator[SensorRecord]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import warnings
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -73,7 +75,8 @@ def load_recording(path: str | Path) -> Recording:
             raise ValueError(f"unknown file type {suffix!r}")
     except SensorUnavailableError:
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        # The file's content is the user's to fix, whatever its parser tripped over.
         raise SensorUnavailableError(f"cannot read replay file {str(p)!r}: {exc}; {_FIX}") from exc
     _validate(rec)
     return rec
@@ -86,13 +89,26 @@ def _load_npz(p: Path) -> Recording:
                 return Recording(p, rr_ms=data["rr_ms"].astype(np.float64).ravel())
             raise ValueError(f"no 'ecg' or 'rr_ms' array (keys: {', '.join(data.files) or 'none'})")
         raw = data["ecg"]
-        fs = next((float(data[k]) for k in ("fs_hz", "fs") if k in data.files), None)
+        fs = next((_rate(data[k], k) for k in ("fs_hz", "fs") if k in data.files), None)
+    if sum(n > 1 for n in raw.shape) > 1:
+        raise ValueError(f"'ecg' must be one channel (a 1-D array), got shape {raw.shape}")
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"'ecg' must hold numbers, got dtype {raw.dtype}")
     if fs is None:
         if raw.dtype != np.uint16:
             raise ValueError("'ecg' has no sampling rate: add 'fs_hz' to the .npz")
         ecg_uv = (raw.astype(np.float64) - 1024.0) / 200.0 * 1000.0  # MIT-BIH ADC units -> µV
         return Recording(p, ecg_uv=ecg_uv.ravel(), fs_hz=MITBIH_FS_HZ)
     return Recording(p, ecg_uv=raw.astype(np.float64).ravel(), fs_hz=fs)
+
+
+def _rate(value: object, key: str) -> float:
+    """One sampling rate in Hz from a file; anything else is the file's fault, said so."""
+    arr = np.asarray(value)
+    if arr.size != 1 or arr.dtype.kind not in "iuf":
+        what = f"shape {arr.shape}" if arr.size != 1 else f"dtype {arr.dtype}"
+        raise ValueError(f"{key!r} must be one number (the sampling rate in Hz), got {what}")
+    return float(arr.reshape(()))
 
 
 def _load_text(p: Path) -> Recording:
@@ -115,11 +131,26 @@ def _load_text(p: Path) -> Recording:
 
 
 def _load_opensignals(p: Path, text: str) -> Recording:
-    header_line = next(line for line in text.splitlines()[:3] if line.startswith("# {"))
-    header = next(iter(json.loads(header_line[2:]).values()))
-    fs = float(header["sampling rate"])
-    bits = int(header.get("resolution", [10])[-1])
-    rows = np.loadtxt(p, comments="#", ndmin=2)
+    header_line = next((line for line in text.splitlines()[:3] if line.startswith("# {")), None)
+    if header_line is None:
+        raise ValueError("OpenSignals header has no '# {...}' JSON line among its first 3 lines (export it again from OpenSignals)")
+    devices = json.loads(header_line[2:])
+    header = next(iter(devices.values()), None) if isinstance(devices, dict) else None
+    if not isinstance(header, dict):
+        raise ValueError("OpenSignals header names no device (expected {\"MAC\": {...}})")
+    if "sampling rate" not in header:
+        raise ValueError("OpenSignals header has no 'sampling rate'")
+    fs = _rate(header["sampling rate"], "sampling rate")
+    resolution = header.get("resolution", [10])
+    bits_value = resolution[-1] if isinstance(resolution, list) and resolution else resolution
+    if isinstance(bits_value, bool) or not isinstance(bits_value, int) or not 1 <= bits_value <= 24:
+        raise ValueError(f"OpenSignals header 'resolution' {resolution!r} gives no ADC bit count (expected e.g. [4, 1, 1, 1, 1, 10])")
+    bits = bits_value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said below, in one line
+        rows = np.loadtxt(p, comments="#", ndmin=2)
+    if rows.size == 0:
+        raise ValueError("OpenSignals file has a header but no sample rows")
     adc = rows[:, -1]
     # BITalino ECG sensor: mV = (ADC / 2^n - 1/2) * VCC / G, VCC = 3.3 V, G = 1100.
     ecg_uv = (adc / 2**bits - 0.5) * 3.3 / 1100.0 * 1e6
@@ -138,8 +169,12 @@ def _validate(rec: Recording) -> None:
                 f"replay file {str(rec.path)!r}: RR values look like seconds (median {np.median(rr):.3f}); convert to ms"
             )
     else:
-        if rec.ecg_uv is None or rec.ecg_uv.size == 0 or not rec.fs_hz or rec.fs_hz <= 0:
-            raise SensorUnavailableError(f"replay file {str(rec.path)!r} holds no ECG samples or no valid rate; {_FIX}")
+        if rec.ecg_uv is None or rec.ecg_uv.size == 0:
+            raise SensorUnavailableError(f"replay file {str(rec.path)!r} holds no ECG samples; {_FIX}")
+        if rec.fs_hz is None or not math.isfinite(rec.fs_hz) or rec.fs_hz <= 0:
+            raise SensorUnavailableError(
+                f"replay file {str(rec.path)!r} has sampling rate {rec.fs_hz!r} Hz; it needs a finite rate > 0 (e.g. fs_hz=130.0)"
+            )
 
 
 class ReplaySensor:

@@ -312,3 +312,99 @@ def test_random_payloads_over_the_air_never_break_the_stream() -> None:
     # one record per notification, whatever its bytes: a sample, a chunk or a counted error
     assert len(data_records) == len(hr_payloads) + len(pmd_payloads) + 1
     assert any(isinstance(r, PayloadError) for r in data_records)
+
+
+def test_a_late_disconnect_callback_from_a_failed_set_up_leaves_the_next_link_alone() -> None:
+    """Some stacks report a disconnect after ``disconnect()`` returned (a disconnect slower than
+    vrex's cap is cancelled; the OS finishes it later). That callback belongs to the failed
+    attempt's client: it must not mark the next, healthy connection as lost."""
+    from bleak.exc import BleakError
+
+    async def go():
+        radio, dual, _ = _radio()
+        base = radio.backend()
+        clients: list = []
+        late: list = []
+        failed_gone = asyncio.Event()
+
+        class Client(base.client):
+            def __init__(self, *args, **kw):
+                super().__init__(*args, **kw)
+                clients.append(self)
+                self.fail_setup = len(clients) == 2  # the first reconnect attempt
+
+            async def start_notify(self, characteristic, callback, **kw):
+                if self.fail_setup:
+                    raise BleakError("subscription refused (test)")
+                await super().start_notify(characteristic, callback, **kw)
+
+            def _on_disconnection(self, *args):
+                if not self.fail_setup:
+                    return super()._on_disconnection(*args)
+                report, self._disconnected_callback = self._disconnected_callback, None
+                super()._on_disconnection(*args)
+                late.append(report)  # the OS will report this one later
+                failed_gone.set()
+
+        backend = type(base)(scanner=base.scanner, client=Client)
+        loop = asyncio.get_running_loop()
+        sensor = BleHeartRateSensor(DUAL[1], ScaledClock(1.0, time_fn=loop.time), backend=backend, policy=FAST)
+        records = sensor.records()
+        await take_until(records, _is_link(LinkState.CONNECTED))
+        await dual.drop()
+        await take_until(records, _is_link(LinkState.LOST))
+        await dual.reappear()
+        await asyncio.wait_for(failed_gone.wait(), 10)  # attempt 1 connected, failed its set-up, disconnected
+        await dual.reappear()  # the strap advertises again after that disconnect
+        back = await take_until(records, _is_link(LinkState.RECONNECTED), timeout_s=15)
+        await asyncio.wait_for(dual.subscribed.wait(), 5)
+        assert len(clients) == 3 and len(late) == 1
+        late[0]()  # the failed attempt's disconnect is reported now, on a healthy link
+        await asyncio.sleep(0)
+        await dual.notify_hr(bytes.fromhex("10482c03"))
+        after = await take_until(records, lambda r: isinstance(r, HeartSample) or _is_link(LinkState.LOST)(r))
+        healthy = clients[2].is_connected and dual.connected.is_set()
+        await sensor.close()
+        return back, after, healthy
+
+    back, after, healthy = run_async(go())
+    assert back[-1].state is LinkState.RECONNECTED
+    assert not any(isinstance(r, LinkEvent) and r.state is LinkState.LOST for r in after), after
+    assert isinstance(after[-1], HeartSample) and after[-1].hr_bpm == 72
+    assert healthy
+
+
+def test_a_lost_report_for_a_link_that_is_still_up_disconnects_it_before_reconnecting() -> None:
+    """If the stack reports the current link lost while it is in fact up, vrex must not leave it
+    connected and unowned (its notifications would keep arriving next to the new link's)."""
+
+    async def go():
+        radio, dual, _ = _radio()
+        base = radio.backend()
+        clients: list = []
+
+        class Client(base.client):
+            def __init__(self, *args, **kw):
+                super().__init__(*args, **kw)
+                clients.append(self)
+
+        backend = type(base)(scanner=base.scanner, client=Client)
+        loop = asyncio.get_running_loop()
+        sensor = BleHeartRateSensor(DUAL[1], ScaledClock(1.0, time_fn=loop.time), backend=backend, policy=FAST)
+        records = sensor.records()
+        await take_until(records, _is_link(LinkState.CONNECTED))
+        await asyncio.wait_for(dual.subscribed.wait(), 5)
+        clients[0]._disconnected_callback()  # a spurious report: the link is up
+        lost = await take_until(records, _is_link(LinkState.LOST))
+        first_still_up = clients[0].is_connected
+        await dual.reappear()
+        back = await take_until(records, _is_link(LinkState.RECONNECTED), timeout_s=15)
+        await asyncio.wait_for(dual.subscribed.wait(), 5)
+        links_up = len(dual.device.connections)
+        await sensor.close()
+        return lost, first_still_up, back, links_up
+
+    lost, first_still_up, back, links_up = run_async(go())
+    assert lost[-1].state is LinkState.LOST and back[-1].state is LinkState.RECONNECTED
+    assert not first_still_up
+    assert links_up == 1

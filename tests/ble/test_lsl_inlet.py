@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 
 import numpy as np
@@ -13,6 +16,7 @@ from biofeedback.errors import SensorUnavailableError
 from biofeedback.records import EcgChunk, HeartSample, LinkEvent, LinkState
 from biofeedback.sensors import open_sensor
 from tests.ble.conftest import run_async, take_until
+from tests.conftest import LOOPBACK_CFG, REPO_ROOT
 
 pytestmark = pytest.mark.lsl
 
@@ -62,27 +66,38 @@ def test_ecg_stream_in_millivolts_is_converted_to_microvolts() -> None:
     np.testing.assert_allclose(chunk.ecg_uv, [500.0, -1250.0, 2000.0])
 
 
-def test_hr_stream_yields_hr_without_rr() -> None:
-    outlet, sid = _outlet("HR")
+@pytest.mark.parametrize("stype", ["HR", "hr"])
+def test_hr_only_stream_is_refused_with_one_fixable_line(stype) -> None:
+    # A rate has no beat times: accepted, it would leave the heart state stale for ever.
+    _, sid = _outlet(stype)
+    with pytest.raises(SensorUnavailableError) as err:
+        open_sensor(f"lsl:{sid}", LslClock(), timeout_s=5.0)
+    message = str(err.value)
+    assert f"stream {sid!r} has type {stype!r}" in message
+    assert "vrex needs beat-to-beat RR (type RR, ms) or ECG (type ECG)" in message
+    assert "\n" not in message
 
-    async def go():
-        sensor = open_sensor(f"lsl:{sid}", LslClock())
-        records = sensor.records()
-        await take_until(records, lambda r: isinstance(r, LinkEvent))
-        outlet.push_sample([64.0])
-        got = await take_until(records, lambda r: isinstance(r, HeartSample))
-        await sensor.close()
-        return got[-1]
 
-    sample = run_async(go(), 30)
-    assert sample.hr_bpm == 64.0 and sample.rr_ms == ()
+def test_monitor_on_an_hr_only_stream_is_one_line_and_exit_2() -> None:
+    _outlet_keepalive, sid = _outlet("HR")  # alive while the CLI resolves it
+    env = {**os.environ}
+    env.setdefault("LSLAPICFG", str(LOOPBACK_CFG))
+    proc = subprocess.run(
+        [sys.executable, "main.py", "monitor", "--sensor", f"lsl:{sid}", "--seconds", "5"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"vrex: error: LSL stream {sid!r} has type 'HR': vrex needs beat-to-beat RR")
 
 
 def test_missing_stream_and_wrong_type_are_clear_errors() -> None:
     _, sid = _outlet("EEG")
     with pytest.raises(SensorUnavailableError, match="no LSL stream named 'nope-.*visible"):
         open_sensor(f"lsl:nope-{uuid.uuid4().hex[:6]}", LslClock(), timeout_s=0.5)
-    with pytest.raises(SensorUnavailableError, match="type 'EEG'; expected RR"):
+    with pytest.raises(SensorUnavailableError, match="type 'EEG'; vrex needs beat-to-beat RR"):
         open_sensor(f"lsl:{sid}", LslClock(), timeout_s=5.0)
 
 

@@ -150,3 +150,89 @@ def test_bad_specs_name_the_value_and_list_valid_forms(spec, match) -> None:
         open_sensor(spec, VirtualClock())
     assert repr(spec) in str(info.value)
     assert "replay:FILE" in str(info.value) and "polar:ADDRESS|NAME" in str(info.value)
+
+
+# -- malformed files: one SensorUnavailableError naming the file and the problem, never a traceback --------
+
+_OS_HEADER = '# {"20:16:02:26:60:88": {"sampling rate": %s, "resolution": [4, 1, 1, 1, 1, 10], "column": ["nSeq", "A2"]}}'
+
+
+def _opensignals(header_line: str | None, rows: str = "1\t496\n2\t500\n3\t510\n") -> str:
+    lines = ["# OpenSignals Text File Format"]
+    if header_line is not None:
+        lines.append(header_line)
+    lines.append("# EndOfHeader")
+    return "\n".join(lines) + "\n" + rows
+
+
+def _write_npz(path, **arrays) -> None:
+    with open(path, "wb") as f:  # np.savez would append .npz to a name without it
+        np.savez(f, **arrays)
+
+
+MALFORMED = {
+    "opensignals_without_json_header": ("x.txt", _opensignals(None), "no '# {...}' JSON line"),
+    "opensignals_header_not_json": ("x.txt", _opensignals("# {not json"), "cannot read replay file"),
+    "opensignals_header_without_device": ("x.txt", _opensignals("# {}"), "names no device"),
+    "opensignals_without_rate": ("x.txt", _opensignals('# {"a": {"resolution": [10]}}'), "no 'sampling rate'"),
+    "opensignals_list_rate": ("x.txt", _opensignals(_OS_HEADER % "[1000, 1000]"), "'sampling rate' must be one number"),
+    "opensignals_text_rate": ("x.txt", _opensignals(_OS_HEADER % '"fast"'), "'sampling rate' must be one number"),
+    "opensignals_zero_rate": ("x.txt", _opensignals(_OS_HEADER % "0"), "needs a finite rate > 0"),
+    "opensignals_bad_resolution": ("x.txt", _opensignals('# {"a": {"sampling rate": 1000, "resolution": "ten"}}'), "no ADC bit count"),
+    "opensignals_no_rows": ("x.txt", _opensignals(_OS_HEADER % "1000", rows=""), "no sample rows"),
+    "npz_array_rate": ("x.npz", dict(ecg=np.zeros(100), fs_hz=np.array([130.0, 130.0])), "'fs_hz' must be one number"),
+    "npz_text_rate": ("x.npz", dict(ecg=np.zeros(100), fs=np.array("130 Hz")), "'fs' must be one number"),
+    "npz_nan_rate": ("x.npz", dict(ecg=np.zeros(100), fs_hz=np.float64("nan")), "sampling rate nan Hz; it needs a finite rate > 0"),
+    "npz_inf_rate": ("x.npz", dict(ecg=np.zeros(100), fs_hz=np.float64("inf")), "sampling rate inf Hz; it needs a finite rate > 0"),
+    "npz_negative_rate": ("x.npz", dict(ecg=np.zeros(100), fs_hz=-130.0), "sampling rate -130.0 Hz"),
+    "npz_two_channel_ecg": ("x.npz", dict(ecg=np.zeros((100, 2)), fs_hz=130.0), "one channel"),
+    "npz_text_ecg": ("x.npz", dict(ecg=np.array(["a", "b"]), fs_hz=130.0), "must hold numbers"),
+}
+
+
+def _make(tmp_path, name, content):
+    path = tmp_path / name
+    if isinstance(content, dict):
+        _write_npz(path, **content)
+    else:
+        path.write_text(content)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_replay_files_are_one_clear_error(tmp_path, case) -> None:
+    name, content, match = MALFORMED[case]
+    path = _make(tmp_path, name, content)
+    with pytest.raises(SensorUnavailableError) as info:
+        ReplaySensor(path, VirtualClock())
+    message = str(info.value)
+    assert match in message, message
+    assert str(path) in message and "\n" not in message
+
+
+def test_a_well_formed_opensignals_file_still_loads(tmp_path) -> None:
+    path = _make(tmp_path, "x.txt", _opensignals(_OS_HEADER % "1000"))
+    rec = load_recording(path)
+    assert rec.fs_hz == 1000.0 and rec.ecg_uv is not None and rec.ecg_uv.size == 3
+    # BITalino transfer function at 10 bits (resolution [..., 10]).
+    assert rec.ecg_uv[0] == pytest.approx((496 / 1024 - 0.5) * 3.3 / 1100 * 1e6)
+
+
+@pytest.mark.parametrize("case", ["opensignals_without_json_header", "npz_array_rate", "npz_nan_rate"])
+def test_monitor_on_a_malformed_replay_file_is_one_line_and_exit_2(tmp_path, case) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    name, content, match = MALFORMED[case]
+    path = _make(tmp_path, name, content)
+    proc = subprocess.run(
+        [sys.executable, "main.py", "monitor", "--sensor", f"replay:{path}", "--seconds", "5", "--speed", "50"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("vrex: error: ") and match in lines[0] and str(path) in lines[0]

@@ -43,8 +43,11 @@ class DesktopDisplay:
     kind = "desktop"
 
     def __init__(self, *, eye_size: tuple[int, int], stereo: bool = True, msaa: int = 0,
-                 max_fps: float | None = None, title: str = "vrex") -> None:
+                 max_fps: float | None = None, title: str = "vrex", vsync: bool | None = None) -> None:
+        """``vsync`` defaults to on unless ``max_fps`` paces the window; a headset mirror passes ``False``
+        so its flip never waits for the desktop monitor's refresh inside the headset's loop."""
         reason = _no_screen_reason()
+        self.vsync = (max_fps is None) if vsync is None else bool(vsync)
         if reason:
             raise DisplayUnavailableError(reason)
         try:
@@ -59,7 +62,7 @@ class DesktopDisplay:
             scale = min(1.0, 1280 / (2 * w if stereo else w), 800 / h)
             self.window = pyglet.window.Window(
                 width=max(64, int((2 * w if stereo else w) * scale)), height=max(64, int(h * scale)),
-                caption=title, resizable=True, config=config, vsync=max_fps is None,
+                caption=title, resizable=True, config=config, vsync=self.vsync,
             )
         except DisplayUnavailableError:
             raise
@@ -91,6 +94,10 @@ class DesktopDisplay:
         self._blit["u_tex"].value = 0
         self._blit_vao = self.ctx.vertex_array(self._blit, [])
         self._rect = self._blit["u_rect"]
+        # The window's own (default) framebuffer, taken once. ``detect_framebuffer()`` without an
+        # argument returns whatever is bound, which after rendering is the renderer's last eye FBO:
+        # blitting there draws the eye into itself and leaves the window black.
+        self._screen = self.ctx.screen if self.ctx.screen is not None else self.ctx.detect_framebuffer(0)
         self._fullscreen = False
         self.keep_window_pixels = False
         self.window_rgb: np.ndarray | None = None
@@ -157,7 +164,7 @@ class DesktopDisplay:
 
     def present(self, eye_textures: Sequence[moderngl.Texture]) -> None:
         fb_w, fb_h = self.window.get_framebuffer_size()
-        screen = self.ctx.detect_framebuffer()
+        screen = self._screen
         screen.use()
         self.ctx.viewport = (0, 0, fb_w, fb_h)
         self.ctx.enable_only(moderngl.NOTHING)
@@ -179,6 +186,12 @@ class DesktopDisplay:
         if self.keep_window_pixels:  # read before the flip (REFERENCE.md: Xvfb), for tests and screenshots
             data = screen.read(viewport=(0, 0, fb_w, fb_h), components=3)
             self.window_rgb = np.frombuffer(data, np.uint8).reshape(fb_h, fb_w, 3)[::-1].copy()
+            # moderngl selects GL_COLOR_ATTACHMENT0 as read buffer, which the default framebuffer
+            # rejects (GL_INVALID_OPERATION; the read itself uses GL_BACK and is right). Drain that
+            # error here, or pyglet's next GL call raises it (REFERENCE.md).
+            err = self.ctx.error
+            if err not in ("GL_NO_ERROR", "GL_INVALID_OPERATION"):
+                log.warning("GL error after reading the window's pixels: %s", err)
         self.window.flip()
 
     def poll(self, on_input: Callable[[PatientInput], None]) -> None:

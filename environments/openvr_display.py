@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import moderngl
 import numpy as np
@@ -25,6 +26,9 @@ from environments.display import FrameTimer
 from environments.errors import DisplayUnavailableError
 from environments.renderer import FAR_M, NEAR_M, HeadPose
 from environments.scene_state import InputKind, PatientInput
+
+if TYPE_CHECKING:
+    from environments.desktop_display import DesktopDisplay
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +104,89 @@ def init_error_message(exc: BaseException) -> str:
     return f"{what} (openvr: {name}): start SteamVR with the headset connected, or use --display desktop"
 
 
+DEFAULT_DISPLAY_HZ = 90.0
+
+
+def frame_period_s(system: openvr.IVRSystem) -> float:
+    """One headset frame in seconds, from the HMD's reported refresh rate (1/90 s when it reports none).
+
+    Used to pace the loop while the compositor refuses to (``waitGetPoses`` failing returns at once).
+    """
+    try:
+        hz = float(system.getFloatTrackedDeviceProperty(openvr.k_unTrackedDeviceIndex_Hmd,
+                                                        openvr.Prop_DisplayFrequency_Float))
+    except openvr.error_code.TrackedPropertyError as exc:
+        log.info("the headset reports no display frequency (%s): assuming %.0f Hz", type(exc).__name__,
+                 DEFAULT_DISPLAY_HZ)
+        hz = DEFAULT_DISPLAY_HZ
+    if not 20.0 <= hz <= 1000.0:  # 0 (property missing on some drivers) or NaN
+        log.info("the headset reports a display frequency of %r Hz: assuming %.0f Hz", hz, DEFAULT_DISPLAY_HZ)
+        hz = DEFAULT_DISPLAY_HZ
+    return 1.0 / hz
+
+
+class CompositorGuard:
+    """Calls the compositor so that its errors never end the render loop.
+
+    SteamVR refuses frames for ordinary reasons (``DoNotHaveFocus`` while another
+    scene app or the dashboard has focus); the loop must carry on and resume when
+    focus returns. Each error kind is logged once (per call) and counted; a refused
+    submit counts as a missed frame; a failed ``waitGetPoses`` returns without
+    waiting, so the guard sleeps out the rest of one frame period instead of
+    letting the loop spin at full CPU/GPU. ``clock`` and ``sleep`` are injectable
+    so tests can check the pacing without waiting.
+    """
+
+    def __init__(self, compositor: openvr.IVRCompositor, timer: FrameTimer, *, period_s: float = 1.0 / DEFAULT_DISPLAY_HZ,
+                 clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.compositor = compositor
+        self.timer = timer
+        self.period_s = period_s
+        self.fault_counts: dict[str, int] = {}
+        self._clock = clock
+        self._sleep = sleep
+
+    def _fault(self, call: str, exc: openvr.error_code.CompositorError) -> None:
+        key = f"{call}: {type(exc).__name__}"
+        n = self.fault_counts.get(key, 0) + 1
+        self.fault_counts[key] = n
+        if n == 1:
+            log.warning("compositor %s failed with %s; carrying on (logged once, counted in fault_counts)",
+                        call, type(exc).__name__)
+
+    def wait_poses(self, poses: ctypes.Array) -> bool:
+        """``waitGetPoses`` into ``poses``; on a compositor error keep the last poses and pace one frame."""
+        t0 = self._clock()
+        try:
+            self.compositor.waitGetPoses(poses, None)
+            return True
+        except openvr.error_code.CompositorError as exc:
+            self._fault("waitGetPoses", exc)
+        left_s = self.period_s - (self._clock() - t0)  # the runtime may already have throttled the call
+        if left_s > 0.0:
+            self._sleep(left_s)
+        return False
+
+    def submit(self, left: openvr.Texture_t, right: openvr.Texture_t) -> bool:
+        """Submit both eyes; a refused frame is logged (once per kind), counted as missed, and dropped."""
+        try:
+            self.compositor.submit(openvr.Eye_Left, left)
+            self.compositor.submit(openvr.Eye_Right, right)
+            return True
+        except openvr.error_code.CompositorError as exc:
+            self._fault("submit", exc)
+            self.timer.add_missed(1)
+            return False
+
+
+def open_mirror(eye_size: tuple[int, int]) -> DesktopDisplay:
+    """The desktop window that mirrors the left eye: vsync off, so its flip cannot hold up the headset's loop."""
+    from environments.desktop_display import DesktopDisplay
+
+    return DesktopDisplay(eye_size=eye_size, stereo=False, msaa=0, max_fps=None, vsync=False,
+                          title="vrex - headset mirror (left eye)")
+
+
 class OpenVRDisplay:
     """A SteamVR headset; optionally mirrors the left eye to a desktop window."""
 
@@ -125,16 +212,14 @@ class OpenVRDisplay:
             self.msaa = msaa
             self._mirror = None
             if mirror:
-                from environments.desktop_display import DesktopDisplay
-
-                self._mirror = DesktopDisplay(eye_size=self.eye_size, stereo=False, msaa=0, max_fps=None,
-                                              title="vrex - headset mirror (left eye)")
+                self._mirror = open_mirror(self.eye_size)
                 self.ctx = self._mirror.ctx
             else:
                 from environments.headless_display import create_egl_context
 
                 self.ctx = create_egl_context()
             self.timer = FrameTimer(self.ctx)
+            self.guard = CompositorGuard(self.compositor, self.timer, period_s=frame_period_s(self.system))
             eye_to_head = np.stack([hmd34_to_numpy(self.system.getEyeToHeadTransform(e))
                                     for e in (openvr.Eye_Left, openvr.Eye_Right)])
             proj = np.stack([hmd44_to_numpy(self.system.getProjectionMatrix(e, NEAR_M, FAR_M))
@@ -154,10 +239,7 @@ class OpenVRDisplay:
     def begin_frame(self) -> HeadPose | None:
         if self._quit:
             return None
-        try:
-            self.compositor.waitGetPoses(self._poses, None)
-        except openvr.error_code.CompositorError as exc:  # e.g. DoNotHaveFocus: keep the last pose
-            log.debug("waitGetPoses: %s", exc)
+        self.guard.wait_poses(self._poses)  # on failure: last pose kept, one frame period slept
         self.timer.begin()
         hmd = self._poses[openvr.k_unTrackedDeviceIndex_Hmd]
         if hmd.bPoseIsValid:
@@ -172,10 +254,10 @@ class OpenVRDisplay:
                 openvr.Texture_t(handle=tex.glo, eType=openvr.TextureType_OpenGL, eColorSpace=openvr.ColorSpace_Gamma)
                 for tex in eye_textures
             ]
-        self.compositor.submit(openvr.Eye_Left, self._textures[0])
-        self.compositor.submit(openvr.Eye_Right, self._textures[-1])
+        submitted = self.guard.submit(self._textures[0], self._textures[-1])
         self.timer.end()
-        self._count_missed()
+        if submitted:  # a refused frame was counted by the guard already
+            self._count_missed()
         if self._mirror is not None:
             self._mirror.present(eye_textures[:1])
 

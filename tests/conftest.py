@@ -38,9 +38,9 @@ def shared_data_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def xvfb_display():
-    """A private Xvfb server for the module; DISPLAY points at it while the tests run."""
+@pytest.fixture(scope="session")
+def xvfb_server():
+    """One private Xvfb server for the whole run (pyglet keeps its first X connection for the process)."""
     require(shutil.which("Xvfb") is not None, "Xvfb is not installed (apt-get install xvfb)")
     num = 90 + os.getpid() % 400
     proc = subprocess.Popen(["Xvfb", f":{num}", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
@@ -51,12 +51,13 @@ def xvfb_display():
             break
         time.sleep(0.05)  # waiting for the X server to start, not for the engine
     require(proc.poll() is None, "Xvfb failed to start")
-    old = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = f":{num}"
     yield f":{num}"
-    if old is None:
-        os.environ.pop("DISPLAY", None)
-    else:
-        os.environ["DISPLAY"] = old
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture
+def xvfb_display(xvfb_server, monkeypatch):
+    """DISPLAY points at the private Xvfb server while the test runs."""
+    monkeypatch.setenv("DISPLAY", xvfb_server)
+    return xvfb_server

@@ -7,6 +7,19 @@ import pytest
 from tests.conftest import require
 
 
+def _assert_egl_is_current() -> None:
+    """glcontext does not check eglMakeCurrent: with a GLX context current on this thread (a pyglet
+    window made here) it fails, and every "EGL" draw silently lands in the GLX context instead."""
+    import ctypes
+    import ctypes.util
+
+    egl = ctypes.CDLL(ctypes.util.find_library("EGL") or "libEGL.so.1")
+    egl.eglGetCurrentContext.restype = ctypes.c_void_p
+    if not egl.eglGetCurrentContext():
+        pytest.fail("the offscreen EGL context is not current on the test thread (a GLX context from a pyglet "
+                    "window made on this thread is): open windows with tests.environments.xwindow.on_own_thread")
+
+
 @pytest.fixture(scope="session")
 def gl_ctx():
     """A GL 3.3+ core EGL context (Mesa llvmpipe here, the GPU's EGL elsewhere)."""
@@ -16,6 +29,7 @@ def gl_ctx():
         ctx = moderngl.create_standalone_context(backend="egl", require=330)
     except Exception as exc:  # pragma: no cover - depends on the machine
         require(False, f"no EGL OpenGL 3.3 context: {exc}")
+    _assert_egl_is_current()
     yield ctx
     ctx.release()
 

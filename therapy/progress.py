@@ -8,7 +8,6 @@ readable.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -42,7 +41,6 @@ class SessionTally:
     total_s: float
     phase: Phase = Phase.STARTING
     level: int | None = None
-    max_level: int | None = None
     hr_bpm: float | None = None
     arousal: float | None = None
     quality: float = 0.0
@@ -51,7 +49,6 @@ class SessionTally:
     baseline_hr_bpm: float | None = None
     last_reason: str = ""
     last_suds: int | None = None
-    level_causes: Counter = field(default_factory=Counter)
     levels_reached: set[int] = field(default_factory=set)
     steps_down_arousal: int = 0
     suds_count: int = 0
@@ -70,8 +67,6 @@ class SessionTally:
                     self.steps_down_arousal += 1
                 self.level = event.level
                 self.levels_reached.add(event.level)
-                self.max_level = max(self.levels_reached)
-                self.level_causes[event.cause] += 1
                 self.last_reason = event.reason
             case HeartSampled():
                 self.hr_bpm, self.arousal, self.quality, self.stale = (
@@ -91,6 +86,10 @@ class SessionTally:
             case SessionEnded():
                 self.end_status = event.status.value
                 self.end_reason = event.reason
+
+    @property
+    def max_level(self) -> int | None:
+        return max(self.levels_reached, default=None)
 
     @property
     def elapsed_s(self) -> float:

@@ -122,7 +122,6 @@ class SessionRuntime:
         self._safety = SafetySupervisor(protocol.safety)
         self.phase = Phase.STARTING
         self.level = min(protocol.exposure.start_level, self._max_level)
-        self.heart: HeartState | None = None
         self._t0 = clock.now()
         self._shown_level = float(self.level)  # what the patient sees: ramps towards self.level
         self._env_switched_s = self._t0
@@ -141,7 +140,6 @@ class SessionRuntime:
         self._baseline_deadline_s = self._t0 + plan.baseline_s
         self._baseline_tries = 0
         self._fade_rgb = (0.0, 0.0, 0.0)
-        self.events_published = 0
         self._pipeline_errors = 0
         self._last_tick_error: str | None = None
 
@@ -154,10 +152,6 @@ class SessionRuntime:
     @property
     def plan(self) -> SessionPlan:
         return self._plan
-
-    @property
-    def max_level(self) -> int:
-        return self._max_level
 
     async def run(self) -> EndStatus:
         """Run the whole session; cancel-safe (a cancelled run ends as interrupted)."""
@@ -262,16 +256,17 @@ class SessionRuntime:
         who = f"{command.reason} ({command.source})"
         if self.phase is Phase.EXPOSURE:
             self._enter_safe_place(now, command.source, command.reason)
-        elif self.phase is Phase.SAFE_PLACE:
+            return
+        if self.phase is Phase.SAFE_PLACE:
             # already there (e.g. sent by the safety supervisor): now only a person may resume exposure
             self._safe_place_cause = command.source
-            self._publish(SafetyAlert(now, "stop_requested", f"{who}: staying in the safe place until resumed", "safe_place"))
+            message, action = f"{who}: staying in the safe place until resumed", "safe_place"
         elif self.phase is Phase.BASELINE:
             self._stop_requested = who
-            self._publish(SafetyAlert(now, "stop_requested",
-                                      f"{who} during the baseline: exposure will not start until resumed", "safe_place"))
+            message, action = f"{who} during the baseline: exposure will not start until resumed", "safe_place"
         else:  # recovery: already in the safe place, and no more exposure follows
-            self._publish(SafetyAlert(now, "stop_requested", f"{who} during {self.phase.value}", "alert"))
+            message, action = f"{who} during {self.phase.value}", "alert"
+        self._publish(SafetyAlert(now, "stop_requested", message, action))
 
     # -- the tick -----------------------------------------------------------------------------
 
@@ -291,7 +286,6 @@ class SessionRuntime:
 
     def _tick(self, now: float) -> None:
         heart = self._pipeline.state(now)
-        self.heart = heart
         for beat in self._pipeline.drain_beats():
             self._publish(BeatRecorded(beat.t_s, beat.rr_ms, beat.nn_ms, beat.artifact, beat.gap_before))
         if now >= self._next_hr_sample_s:
@@ -447,7 +441,6 @@ class SessionRuntime:
     # -- outputs ------------------------------------------------------------------------------
 
     def _publish(self, event: Event) -> None:
-        self.events_published += 1
         self._bus.publish(event)
 
     def _publish_scene(self, now: float) -> None:

@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -158,8 +159,9 @@ def _typed_row(session_id: str, event: Event) -> tuple[str, tuple] | None:
 class SqliteSessionStore:
     """Writes one session's events to an SQLite file; use as a context manager or call :meth:`close`."""
 
-    #: Longest a batch waits before it is committed (wall seconds).
+    #: Longest a batch waits before it is committed (wall seconds), and the most events in one transaction.
     flush_interval_s = 0.2
+    batch_max = 50
 
     def __init__(self, path: Path, info: SessionInfo) -> None:
         self.path = Path(path)
@@ -206,10 +208,14 @@ class SqliteSessionStore:
         self._queue.put(event)
 
     def _write_loop(self) -> None:
+        """Batch events into transactions: commit at ``batch_max`` events or ``flush_interval_s`` after the
+        first event of the batch arrived, whichever comes first; on stop, commit what is left."""
         pending: list[Event] = []
+        deadline: float | None = None
         while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                item = self._queue.get(timeout=self.flush_interval_s)
+                item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
             if item is _STOP:
@@ -217,18 +223,11 @@ class SqliteSessionStore:
                 return
             if item is not None:
                 pending.append(item)  # type: ignore[arg-type]
-                while len(pending) < 1000:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is _STOP:
-                        self._commit(pending)
-                        return
-                    pending.append(nxt)  # type: ignore[arg-type]
-            if pending and (item is None or len(pending) >= 50):
+                if deadline is None:
+                    deadline = time.monotonic() + self.flush_interval_s
+            if pending and (len(pending) >= self.batch_max or time.monotonic() >= deadline):
                 self._commit(pending)
-                pending = []
+                pending, deadline = [], None
 
     def _commit(self, events: list[Event]) -> None:
         if not events:

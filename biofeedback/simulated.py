@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from biofeedback.clock import Clock
+from biofeedback.hrm import RR_UNIT_MS
 from biofeedback.records import HeartSample, LinkEvent, LinkState, PayloadError, SensorRecord
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ class SimulatedSensor:
             return HeartSample(t_s, (), hr_bpm=None, sensor_contact=False, source="sim")
         if "implausible" in active:
             return HeartSample(t_s, (150.0,), hr_bpm=250.0, sensor_contact=True, source="sim")
-        rr = tuple(float(round(v * 1024 / 1000)) * 1000 / 1024 for v in rr_ms)  # strap resolution 1/1024 s
+        rr = tuple(round(v / RR_UNIT_MS) * RR_UNIT_MS for v in rr_ms)  # the strap's resolution, 1/1024 s
         hr_byte = round(60000.0 / (sum(rr) / len(rr))) if rr else None
         return HeartSample(t_s, rr, hr_bpm=hr_byte, sensor_contact=True, source="sim")
 

@@ -31,11 +31,11 @@ def test_builtin_heights_protocol_loads():
         ('name = "x"\ntitle = "t"\nenvironment = "heights"\n[baseline]\nduration_s = 5\n',
          "baseline.duration_s = 5"),
         ('name = "x"\ntitle = "t"\nenvironment = "heights"\n[exposure]\nmin_hold = 3\n',
-         "exposure.min_hold = 3: Extra inputs are not permitted"),
-        ('name = "x"\ntitle = "t"\n', "environment: Field required"),
+         "exposure.min_hold = 3: unknown key; expected one of start_level, max_level, min_hold_s, ramp_s in [exposure]"),
+        ('name = "x"\ntitle = "t"\n', "environment: missing; this key is required"),
         ('name = "x"\ntitle = "t"\nenvironment = "heights"\n[controller]\nstep_up_below_z = 4\n',
-         "step_up_below_z (4.0) must be below step_down_above_z (3.0)"),
-        ('name = "Bad Name"\ntitle = "t"\nenvironment = "heights"\n', "name = 'Bad Name'"),
+         "controller.step_up_below_z = 4: must be below step_down_above_z (3)"),
+        ('name = "Bad Name"\ntitle = "t"\nenvironment = "heights"\n', 'name = "Bad Name"'),
         ("name = \n", "not valid TOML"),
         ('name = "x"\ntitle = "t"\nenvironment = "heights"\n[safety]\nceiling_sustain_s = inf\n',
          "safety.ceiling_sustain_s = inf"),
@@ -52,7 +52,7 @@ def test_bad_protocol_names_key_and_value(toml, expected):
 
 
 def test_unknown_protocol_lists_builtins(tmp_path):
-    with pytest.raises(ProtocolError, match="built-in protocols are heights-graded, spiders-graded"):
+    with pytest.raises(ProtocolError, match="built-in protocols are heights-graded, hrv-biofeedback, resonance-assessment, spiders-graded"):
         load_protocol("spiderz")
     with pytest.raises(ProtocolError, match="cannot read protocol file"):
         load_protocol(str(tmp_path / "missing.toml"))

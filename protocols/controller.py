@@ -218,7 +218,7 @@ class ManualController:
             return hold
         z = self._window.add(t_s, heart.arousal)
         high_s = self._high.update(t_s, z >= spec.step_down_above_z)
-        held_s = t_s - (self._level_since_s or t_s)
+        held_s = t_s - (self._level_since_s if self._level_since_s is not None else t_s)
         if high_s is not None and high_s >= spec.step_down_sustain_s and held_s >= spec.step_down_settle_s and level > 0:
             return Decision(
                 "down",
@@ -307,7 +307,7 @@ class ArousalHabituationController:
         spec = self._spec
         if self._level_since_s is None or self._level != level:
             self.on_level_changed(t_s, level)
-        held_s = t_s - (self._level_since_s or t_s)
+        held_s = t_s - (self._level_since_s if self._level_since_s is not None else t_s)
         if (down := _suds_step_down(self._suds, spec, level)) is not None:
             return down
         if (unusable := _heart_unusable(heart, spec, level)) is not None:
@@ -434,7 +434,7 @@ class TargetBandController:
         dt_s = 0.0 if self._last_t_s is None else max(0.0, t_s - self._last_t_s)
         self._last_t_s = t_s
         if self._suds.latest is not None and self._suds.latest >= spec.suds_step_down_min:
-            self.level_f = max(self._min, math.floor(self.level_f - 1e-9) - 1.0 if self.level_f > self._min else self._min)
+            self.level_f = max(self._min, self.level_f - 1.0)
             self._suds.reset(math.floor(self.level_f + 1e-9))
             self._moving = 0
             return self._set("suds_high", f"SUDS at or above {spec.suds_step_down_min}: one level down at once")

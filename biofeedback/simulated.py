@@ -9,6 +9,15 @@ intervals, like a real strap, with occasional ectopic and missed beats.
 Scripted :class:`Fault` windows reproduce link dropouts, stalls, implausible
 values and malformed payloads so the rest of the system can be exercised
 against them.
+
+Resonance physiology: when a breathing ``pacer`` shows a rate (breaths/min),
+the simulated patient's breathing follows it within seconds, and the
+breathing-related HR oscillation grows towards a seeded *resonance rate*
+(4.5-6.5 breaths/min, where breathing and the ~0.1 Hz baroreflex reinforce each
+other; Lehrer): the amplification is a Gaussian around that rate, so a
+resonance-frequency assessment has a known right answer. While breathing is
+locked to a slow pacer, the free-running Mayer wave is absorbed into the
+breathing rhythm (its own amplitude shrinks), as in real resonance breathing.
 """
 
 from __future__ import annotations
@@ -72,8 +81,13 @@ class PatientModel:
     """Physiological parameters of the simulated patient (defaults: a healthy adult, moderate fear)."""
 
     rest_hr_bpm: float = 70.0
-    breath_rate_bpm: float = 12.0  # breaths per minute
-    rsa_amp_bpm: float = 4.0  # peak-to-mean RSA swing at rest
+    breaths_per_min: float = 12.0  # spontaneous breathing rate
+    rsa_amp_bpm: float = 4.0  # peak-to-mean RSA swing at rest (away from resonance)
+    resonance_breaths_per_min: float = 5.5  # breathing rate with the largest HR oscillation
+    resonance_gain: float = 2.5  # RSA amplification at the resonance rate
+    resonance_width_breaths_per_min: float = 0.6  # SD of the Gaussian amplification around it
+    pacer_follow_tau_s: float = 6.0  # how fast breathing follows a change of the pacer rate
+    pacer_lock_tau_s: float = 25.0  # how fast breathing becomes regular (locked) under a pacer
     mayer_amp_bpm: float = 1.5  # ~0.1 Hz baroreflex oscillation
     fear_gain_bpm: float = 38.0  # HR rise at full intensity before habituation
     fear_floor: float = 0.25  # share of the response that never habituates within a session
@@ -90,7 +104,9 @@ class SimulatedSensor:
     """A :class:`biofeedback.sensor.HeartSensor` producing a realistic, seeded RR stream.
 
     ``drive`` returns the current exposure intensity 0..1 (the simulated
-    patient "sees" the scene); ``None`` means rest. Time comes from ``clock``,
+    patient "sees" the scene); ``None`` means rest. ``pacer`` returns the
+    breathing pacer's rate in breaths/min, or None when no pacer is shown (then
+    the patient breathes spontaneously). Time comes from ``clock``,
     so the same seed gives the same beats at any ``--speed`` and in tests.
     """
 
@@ -100,6 +116,7 @@ class SimulatedSensor:
         *,
         seed: int = 0,
         drive: Callable[[], float] | None = None,
+        pacer: Callable[[], float | None] | None = None,
         faults: Sequence[Fault] = (),
         model: PatientModel | None = None,
         duration_s: float | None = None,
@@ -107,6 +124,7 @@ class SimulatedSensor:
         self._clock = clock
         self._seed = seed
         self._drive = drive or (lambda: 0.0)
+        self._pacer = pacer or (lambda: None)
         self._faults = tuple(faults)
         self._model = model or _individual_model(seed)
         self._duration_s = duration_s
@@ -118,6 +136,26 @@ class SimulatedSensor:
         self._phase_breath = float(self._rng.uniform(0, 2 * math.pi))
         self._phase_mayer = float(self._rng.uniform(0, 2 * math.pi))
         self._slow_noise_bpm = 0.0
+        self._breath_arg: float | None = None  # integrated breathing phase (radians)
+        self._breath_rate: float = self._model.breaths_per_min  # actual breathing rate now, breaths/min
+        self._breath_t_s: float | None = None
+        self._lock = 0.0  # 0 = spontaneous, 1 = breathing locked to the pacer
+
+    @property
+    def breaths_per_min(self) -> float:
+        """The simulated patient's actual breathing rate now (follows a pacer with a lag)."""
+        return self._breath_rate
+
+    @property
+    def pacer_lock(self) -> float:
+        """0..1: how regular the breathing has become under the pacer (0 without a pacer)."""
+        return self._lock
+
+    def rsa_gain(self, breaths_per_min: float) -> float:
+        """RSA amplification at a breathing rate: peaks at the model's resonance rate (ground truth for tests)."""
+        m = self._model
+        x = (breaths_per_min - m.resonance_breaths_per_min) / m.resonance_width_breaths_per_min
+        return 1.0 + (m.resonance_gain - 1.0) * math.exp(-0.5 * x * x)
 
     @property
     def description(self) -> str:
@@ -177,15 +215,35 @@ class SimulatedSensor:
     def _next_rr_ms(self, t_s: float) -> float:
         m = self._model
         self._update_fear(t_s)
-        breath = math.sin(2 * math.pi * m.breath_rate_bpm / 60.0 * t_s + self._phase_breath)
+        breath = math.sin(self._update_breathing(t_s))
         mayer = math.sin(2 * math.pi * 0.1 * t_s + self._phase_mayer)
         # Sympathetic arousal damps vagal RSA: the swing shrinks as fear rises.
-        rsa_scale = 1.0 / (1.0 + self._fear_bpm / 15.0)
+        rsa_scale = 1.0 / (1.0 + self._fear_bpm / 15.0) * self.rsa_gain(self._breath_rate)
         self._slow_noise_bpm = 0.98 * self._slow_noise_bpm + float(self._rng.normal(0, 0.25))
-        hr = m.rest_hr_bpm + self._fear_bpm + m.rsa_amp_bpm * rsa_scale * breath + m.mayer_amp_bpm * mayer
+        mayer_amp = m.mayer_amp_bpm * (1.0 - 0.7 * self._lock)
+        hr = m.rest_hr_bpm + self._fear_bpm + m.rsa_amp_bpm * rsa_scale * breath + mayer_amp * mayer
         hr += self._slow_noise_bpm
         hr = min(max(hr, 35.0), 200.0)
         return 60000.0 / hr + float(self._rng.normal(0, m.jitter_ms))
+
+    def _update_breathing(self, t_s: float) -> float:
+        """Advance the breathing phase to ``t_s``; the rate follows the pacer (or drifts back to spontaneous)."""
+        m = self._model
+        if self._breath_arg is None or self._breath_t_s is None:
+            # Same phase as a fixed-rate sinusoid started at t = 0, so runs without a pacer keep their beats.
+            self._breath_arg = 2 * math.pi * self._breath_rate / 60.0 * t_s + self._phase_breath
+            self._breath_t_s = t_s
+            return self._breath_arg
+        dt = max(0.0, t_s - self._breath_t_s)
+        self._breath_t_s = t_s
+        pacer = self._pacer()
+        target = m.breaths_per_min if pacer is None else min(max(float(pacer), 2.0), 30.0)
+        if dt > 0:
+            self._breath_rate += (target - self._breath_rate) * (1 - math.exp(-dt / m.pacer_follow_tau_s))
+            lock_target = 0.0 if pacer is None else 1.0
+            self._lock += (lock_target - self._lock) * (1 - math.exp(-dt / m.pacer_lock_tau_s))
+        self._breath_arg += 2 * math.pi * self._breath_rate / 60.0 * dt
+        return self._breath_arg
 
     def _update_fear(self, t_s: float) -> None:
         m = self._model
@@ -229,8 +287,10 @@ def _individual_model(seed: int) -> PatientModel:
     rng = np.random.default_rng([seed, 0x5EED])
     return PatientModel(
         rest_hr_bpm=float(rng.uniform(62, 78)),
-        breath_rate_bpm=float(rng.uniform(10, 15)),
+        breaths_per_min=float(rng.uniform(10, 15)),
         rsa_amp_bpm=float(rng.uniform(3.0, 5.5)),
         fear_gain_bpm=float(rng.uniform(48, 60)),
         habituation_tau_s=float(rng.uniform(90, 140)),
+        # Drawn from a separate stream so the other parameters stay what they were for each seed.
+        resonance_breaths_per_min=float(np.random.default_rng([seed, 0x7E50]).uniform(4.5, 6.5)),
     )

@@ -1,4 +1,4 @@
-"""Sub-commands of the environments package: ``envs list``, ``envs render`` and ``bench render``."""
+"""Sub-commands of the environments package: ``envs list``, ``envs render`` and ``envs show`` (``bench render`` lives in ``bench.render``)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,24 @@ from pathlib import Path
 
 
 def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
-    """Add this package's commands to commands and its benchmarks to bench."""
+    """Add this package's commands to commands (its benchmarks are registered by ``bench.cli``)."""
     envs = commands.add_parser("envs", help="list environments, render any environment at any level")
     envs_sub = envs.add_subparsers(dest="envs_command", metavar="ACTION")
     envs_sub.required = True
 
     p_list = envs_sub.add_parser("list", help="every environment with its described levels and dials")
     p_list.add_argument("--levels", action="store_true", help="also print each level's description")
+    p_list.add_argument("--json", action="store_true", help="print the catalogue as JSON (names, dials, levels)")
     p_list.set_defaults(handler=_list)
+
+    p_gallery = envs_sub.add_parser("gallery", help="render every environment at levels 0, middle and max "
+                                    "into PNGs and an HTML contact sheet")
+    p_gallery.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write into")
+    p_gallery.add_argument("--size", default="320x360", metavar="WxH", help="per-image size (default 320x360)")
+    p_gallery.add_argument("--msaa", type=int, default=4, choices=(0, 2, 4, 8), help="multisampling (default 4)")
+    p_gallery.add_argument("--environment", action="append", default=None, metavar="ENV",
+                           help="only these environments (repeatable)")
+    p_gallery.set_defaults(handler=_gallery)
 
     p_render = envs_sub.add_parser("render", help="render one environment at one level to a PNG (headless)")
     p_render.add_argument("environment", metavar="ENV", help="environment name (see 'envs list')")
@@ -44,22 +54,33 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     p_show.add_argument("--frames", type=int, default=0, help="stop after N frames (default: until the window closes)")
     p_show.set_defaults(handler=_show)
 
-    b = bench.add_parser("render", help="stereo frame cost of every environment at its lowest and highest level")
-    b.add_argument("--size", action="append", default=None, metavar="WxH",
-                   help="per-eye size, repeatable (default 1440x1600 and 640x720)")
-    b.add_argument("--frames", type=int, default=60, help="timed frames per row (default 60)")
-    b.add_argument("--msaa", type=int, default=0, choices=(0, 2, 4, 8), help="multisampling (default 0)")
-    b.add_argument("--backend", default="egl", choices=("egl",), help="GL context backend (egl uses the GPU's EGL when present)")
-    b.add_argument("--environment", action="append", default=None, metavar="ENV", help="only these environments")
-    b.add_argument("--quick", action="store_true", help="smoke test: 128x128, 5 frames")
-    b.add_argument("--leak-frames", type=int, default=0, metavar="N",
-                   help="also render N frames and report growth of Python memory, Python objects and GL objects")
-    b.add_argument("--json", type=Path, default=Path("bench-results/render.json"), metavar="FILE",
-                   help="JSON output (default bench-results/render.json)")
-    b.set_defaults(handler=_bench)
+
+def catalogue() -> list[dict]:
+    """Every environment as plain data: what ``envs list --json`` prints and the gallery describes."""
+    from environments import registry
+
+    out = []
+    for name in registry.names():
+        env = registry.info(name)
+        out.append({
+            "name": env.name,
+            "title": env.title,
+            "kind": env.kind,
+            "targets": list(env.targets),
+            "dials": [{"name": d.name, "unit": d.unit, "min": d.min, "max": d.max, "default": d.default,
+                       "fear_relevant": d.fear_relevant, "description": d.description} for d in env.dials],
+            "levels": [{"index": lv.level, "title": lv.title, "description": lv.description} for lv in env.levels],
+        })
+    return out
 
 
 def _list(args: argparse.Namespace) -> int:
+    import json
+
+    if args.json:
+        print(json.dumps(catalogue(), indent=2))
+        return 0
+
     from rich.console import Console
     from rich.table import Table
 
@@ -70,7 +91,7 @@ def _list(args: argparse.Namespace) -> int:
         table.add_column(col)
     for name in registry.names():
         env = registry.info(name)
-        table.add_row(env.name, env.kind, f"0..{env.max_level}", env.title, ", ".join(env.dials))
+        table.add_row(env.name, env.kind, f"0..{env.max_level}", env.title, ", ".join(env.dial_names))
     console = Console()
     console.print(table)
     if args.levels:
@@ -82,9 +103,72 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def gallery_levels(max_level: int) -> list[int]:
+    """The levels the gallery shows: the first, the middle and the last (fewer when they coincide)."""
+    return sorted({0, max_level // 2, max_level})
+
+
+def write_gallery(out: Path, *, size: tuple[int, int] = (320, 360), msaa: int = 4,
+                  environments: list[str] | None = None) -> Path:
+    """Render each environment at ``gallery_levels`` from each level's default view; write PNGs and index.html."""
+    import html
+
+    from environments import registry
+    from environments.errors import RenderError
+    from environments.render_loop import write_png
+    from environments.scene_state import SceneState
+    from environments.snapshot import render_many
+
+    names = environments or list(registry.names())
+    for name in names:
+        registry.get(name)  # an unknown name fails before anything is rendered
+    shots = [(name, lv) for name in names for lv in gallery_levels(registry.info(name).max_level)]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RenderError(f"cannot create {out}: {exc.strerror or exc}; choose a writable --out folder") from exc
+    images = render_many((SceneState(environment=n, level=lv) for n, lv in shots), eye_size=size, msaa=msaa)
+    for (name, lv), rgb in zip(shots, images):
+        write_png(out / f"{name}_{lv:02d}.png", rgb)
+    rows = []
+    for entry in catalogue():
+        if entry["name"] not in names:
+            continue
+        cells = []
+        for lv in gallery_levels(len(entry["levels"]) - 1):
+            level = entry["levels"][lv]
+            cells.append(
+                f'<figure><img src="{entry["name"]}_{lv:02d}.png" width="{size[0]}" height="{size[1]}" '
+                f'alt="{html.escape(entry["title"])}, level {lv}">'
+                f'<figcaption><b>Level {lv}: {html.escape(level["title"])}</b><br>'
+                f'{html.escape(level["description"])}</figcaption></figure>')
+        dials = ", ".join(f'{d["name"]} ({d["unit"] + ", " if d["unit"] else ""}{d["min"]:g}..{d["max"]:g})'
+                          for d in entry["dials"])
+        rows.append(f'<section><h2>{html.escape(entry["title"])} <small>({entry["name"]}, {entry["kind"]}, '
+                    f'{len(entry["levels"])} levels)</small></h2><p>Dials: {html.escape(dials)}</p>'
+                    f'<div class="row">{"".join(cells)}</div></section>')
+    style = ("body{font-family:sans-serif;margin:1.5em;max-width:75em}.row{display:flex;gap:1em;flex-wrap:wrap}"
+             f"figure{{margin:0;width:{size[0]}px}}figcaption{{font-size:.85em}}small{{color:#666}}")
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>vrex environments</title>'
+            f'<style>{style}</style></head><body><h1>vrex environments</h1>'
+            f'<p>Each environment at its first, middle and highest level, from the level\'s default view '
+            f'(rendered headless by <code>python main.py envs gallery</code>).</p>{"".join(rows)}</body></html>\n')
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    from environments.displays import parse_size
+
+    index = write_gallery(args.out, size=parse_size(args.size), msaa=args.msaa, environments=args.environment)
+    print(f"wrote {index} and its PNGs")
+    return 0
+
+
 def _render(args: argparse.Namespace) -> int:
     from environments import registry
-    from environments.display import parse_size
+    from environments.displays import parse_size
     from environments.errors import RenderError
     from environments.snapshot import render_png
     from environments.scene_state import SceneState
@@ -113,7 +197,7 @@ def _show(args: argparse.Namespace) -> int:
     import threading
 
     from environments import registry
-    from environments.display import open_display, parse_size
+    from environments.displays import open_display, parse_size
     from environments.render_loop import RenderLoop
     from environments.scene_state import InputKind, SceneState, SceneStateBox
 
@@ -139,9 +223,3 @@ def _show(args: argparse.Namespace) -> int:
     print(f"{stats.frames} frames: CPU {cpu} ms median{gpu}, {stats.missed_frames} missed, "
           f"{stats.draw_calls_per_eye} draws per eye")
     return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from environments.bench_render import run_bench
-
-    return run_bench(args)

@@ -20,3 +20,7 @@ class LevelOutOfRangeError(RenderError):
 
 class DisplayUnavailableError(RenderError):
     """The display cannot be opened (no screen, no SteamVR, no EGL); the message says what to start or use."""
+
+
+class DialError(RenderError):
+    """A dial that the environment does not have, or a value outside its range; the message lists the valid ones."""

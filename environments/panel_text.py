@@ -13,6 +13,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 PANEL_PX = (1024, 512)  # texture size; the panel is 1.0 m x 0.5 m in the world
+_SCALE_X0_PX, _SCALE_X1_PX, _SCALE_Y_PX = 80, PANEL_PX[0] - 80, 360  # the SUDS scale's ends and centre line
+# The same in the panel's texture coordinates (v up), for the shader that draws the patient's marker on it.
+SCALE_UV = (1.0 - _SCALE_Y_PX / PANEL_PX[1], _SCALE_X0_PX / PANEL_PX[0], _SCALE_X1_PX / PANEL_PX[0])
 
 
 @functools.lru_cache(maxsize=8)
@@ -47,7 +50,7 @@ def rasterise(text: str | None, suds_prompt: bool) -> np.ndarray:
         y += 58
     if suds_prompt:
         # The SUDS scale: 0 (calm) to 100 (worst), ticks every 10, coloured from green to red.
-        x0, x1, yb = 80, w - 80, 360
+        x0, x1, yb = _SCALE_X0_PX, _SCALE_X1_PX, _SCALE_Y_PX
         for i in range(100):
             f = i / 99
             col = (int(60 + 190 * f), int(200 - 150 * f), 80, 255)

@@ -2,7 +2,9 @@
 
 Each frame it reads the latest :class:`SceneState` (a reference read), lets the
 display pace and pose the frame, draws, presents, delivers patient input and
-serves capture requests. A failing input callback or a bad scene state is
+serves capture requests. While the scene asks for a SUDS answer it tells the
+display (whose thumbstick or keys move the answer's marker) and draws the
+marker where the display says it is. A failing input callback or a bad scene state is
 logged and the loop carries on: the patient never sees a frozen headset
 because a background part failed.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from environments.display import Display, FrameStats
+from environments.displays.base import Display, FrameStats
 from environments.errors import RenderError
 from environments.renderer import Renderer
 from environments.scene_state import InputKind, PatientInput, SceneStateBox
@@ -98,7 +100,9 @@ class RenderLoop:
                         if renderer.level < 0:
                             raise
                         log.error("scene state %s rejected: %s", state, exc)
+                    display.suds.set_active(state.suds_prompt)
                     last_state = state
+                renderer.set_suds_marker(display.suds.marker())
                 renderer.render(pose, time.perf_counter() - t0)
                 display.present(renderer.eye_textures)
                 self.frames += 1

@@ -5,6 +5,12 @@ preallocated arrays and issues a fixed, short list of draws: sky, the opaque
 meshes, the sorted glass, the panel and the fade. Level, environment and dial
 changes rebuild the instance buffers (rare); text changes re-rasterise the
 panel into its one texture (rare). Nothing is created per frame.
+
+Within one environment every change of its dials (a therapist's override, a
+new level, the intensity ramp) is eased: the shown values travel to the new
+ones in :data:`EASE_STEPS` rebuilds over :data:`EASE_S` seconds, so nothing
+pops and the patient's viewpoint never jumps. A new environment (entering the
+safe place) is shown at once; the runtime's fade covers that switch.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import moderngl
 import numpy as np
 
 from environments import meshes, panel_text, registry, shaders
+from environments.environment import EnvironmentShader
 from environments.errors import RenderError
 from environments.scene_build import INSTANCE_FLOATS, PACER, SceneBuild
 from environments.scene_state import SceneState
@@ -32,6 +39,9 @@ FAR_M = 2500.0
 PANEL_DISTANCE_M = 1.4
 PACER_DISTANCE_M = 2.5
 PANEL_EYE_HEIGHT_M = 1.2
+EASE_S = 1.5  # how long a dial change takes to arrive on screen
+EASE_STEPS = 12  # rebuilds along the way (each is a bulk rebuild of the instance arrays)
+DEFAULT_FOVY_DEG = 100.0  # HeadPose.default: a headset-like vertical field of view
 
 
 def perspective(fovy_rad: float, aspect: float, near: float = NEAR_M, far: float = FAR_M) -> np.ndarray:
@@ -103,7 +113,7 @@ class HeadPose:
 
     @classmethod
     def default(cls, eye_size: tuple[int, int], *, ipd_m: float = 0.064, eye_height_m: float = 1.65,
-                fovy_deg: float = 100.0) -> HeadPose:
+                fovy_deg: float = DEFAULT_FOVY_DEG) -> HeadPose:
         """A standing patient looking ahead, with a headset-like field of view (headless, desktop)."""
         w, h = eye_size
         proj = perspective(math.radians(fovy_deg), w / h)
@@ -142,6 +152,7 @@ class _Eye:
         self.tmp = np.eye(4)
         self.proj_inv = np.eye(4)
         self.proj_seen = np.zeros((4, 4))
+        self.proj_zoomed = np.zeros((4, 4))
 
     def release(self) -> None:
         for obj in (self.fbo, self.resolve_fbo, self.texture, self._depth_rb, self._color_rb, self.ubo):
@@ -165,15 +176,20 @@ class Renderer:
         self._eyes = [_Eye(ctx, self.eye_size, msaa) for _ in range(self.eye_count)]
         self.eye_textures = tuple(e.texture for e in self._eyes)
 
-        self._scene_prog = ctx.program(vertex_shader=shaders.SCENE_VS, fragment_shader=shaders.SCENE_FS)
-        self._shadow_prog = ctx.program(vertex_shader=shaders.SHADOW_VS, fragment_shader=shaders.SHADOW_FS)
+        # Scene and shadow programs per environment shader (compiled on first use, kept for switches back).
+        self._programs: dict[EnvironmentShader, tuple[moderngl.Program, moderngl.Program]] = {}
+        self._shader_key: EnvironmentShader | None = None
+        self._scene_prog, self._shadow_prog = self._programs_for(EnvironmentShader())
+        self._shader_key = EnvironmentShader()
         self._sky_prog = ctx.program(vertex_shader=shaders.FULLSCREEN_VS, fragment_shader=shaders.SKY_FS)
         self._fade_prog = ctx.program(vertex_shader=shaders.FULLSCREEN_VS, fragment_shader=shaders.FADE_FS)
         self._panel_prog = ctx.program(vertex_shader=shaders.PANEL_VS, fragment_shader=shaders.PANEL_FS)
-        for prog in (self._scene_prog, self._shadow_prog, self._sky_prog, self._fade_prog, self._panel_prog):
+        for prog in (self._sky_prog, self._fade_prog, self._panel_prog):
             prog["Frame"].binding = 0
-        self._scene_prog["u_shadow"].value = 1
         self._panel_prog["u_panel"].value = 2
+        self._marker_u = self._panel_prog["u_marker"]
+        self._marker_u.value = (-1.0, *panel_text.SCALE_UV)
+        self._marker = -1.0
 
         # Meshes and their instance buffers (grown on rebuild when a level needs more room).
         self._mesh_vbos: dict[str, moderngl.Buffer] = {}
@@ -182,6 +198,7 @@ class Renderer:
         self._inst_caps: dict[str, int] = {}
         self._vaos: dict[str, moderngl.VertexArray] = {}
         self._shadow_vaos: dict[str, moderngl.VertexArray] = {}
+        self._inst_mesh: dict[str, str] = {}
         for name, data in meshes.build_all().items():
             self._mesh_vbos[name] = ctx.buffer(data.tobytes())
             self._mesh_counts[name] = len(data)
@@ -223,6 +240,16 @@ class Renderer:
         self._anchor = np.eye(4)
         self._tmp4 = np.eye(4)
         self._fade = 0.0
+        # Dials: what is shown, where it is going, and the ease between them (see the module docstring).
+        self._env_shown = ""
+        self._level_shown = -1
+        self._shown: dict[str, float] = {}
+        self._ease_from: dict[str, float] = {}
+        self._ease_to: dict[str, float] = {}
+        self._ease_t0: float | None = None
+        self._ease_step = EASE_STEPS
+        self._view_zoom = np.eye(4)
+        self._zoom_on = False
         self._base_draws = 0
         self.shadow_draw_calls = 0
         self.instances = 0
@@ -231,23 +258,52 @@ class Renderer:
         self.rebuilds = 0
 
     # ----------------------------------------------------------------- resources
-    def _alloc_instances(self, name: str, capacity: int, mesh: str | None = None) -> None:
-        mesh = mesh or name
-        old = self._inst_bufs.get(name)
+    def _programs_for(self, shader: EnvironmentShader) -> tuple[moderngl.Program, moderngl.Program]:
+        """The scene and shadow programs with this environment's shader hooks (compiled once, then cached)."""
+        progs = self._programs.get(shader)
+        if progs is None:
+            vs, fs, shadow_vs = shaders.scene_sources(shader.vertex, shader.fragment)
+            try:
+                scene = self.ctx.program(vertex_shader=vs, fragment_shader=fs)
+                shadow = self.ctx.program(vertex_shader=shadow_vs, fragment_shader=shaders.SHADOW_FS)
+            except Exception as exc:  # moderngl raises a plain Error with the driver's log
+                raise RenderError(f"an environment's shader does not compile: {exc}") from exc
+            for prog in (scene, shadow):
+                prog["Frame"].binding = 0
+            scene["u_shadow"].value = 1
+            progs = self._programs[shader] = (scene, shadow)
+        return progs
+
+    def _use_shader(self, shader: EnvironmentShader) -> None:
+        """Switch to an environment's programs: the instance buffers stay, their vertex arrays are remade."""
+        if shader == self._shader_key:
+            return
+        self._scene_prog, self._shadow_prog = self._programs_for(shader)
+        self._shader_key = shader
+        for name in list(self._inst_bufs):
+            self._make_vaos(name)
+
+    def _make_vaos(self, name: str) -> None:
         for d in (self._vaos, self._shadow_vaos):
             if name in d:
                 d.pop(name).release()
-        if old is not None:
-            old.release()
-        buf = self.ctx.buffer(reserve=capacity * INSTANCE_FLOATS * 4, dynamic=True)
-        self._inst_bufs[name] = buf
-        self._inst_caps[name] = capacity
-        vbo = self._mesh_vbos[mesh]
+        buf = self._inst_bufs[name]
+        vbo = self._mesh_vbos[self._inst_mesh.get(name, name)]
         content = [(vbo, "3f 3f", "in_pos", "in_normal"), (buf, INSTANCE_FORMAT, *INSTANCE_ATTRS)]
-        self._vaos[name] = self.ctx.vertex_array(self._scene_prog, content)
+        # skip_errors: an attribute the environment's shader does not read (i_anim without env_vertex) is fine.
+        self._vaos[name] = self.ctx.vertex_array(self._scene_prog, content, skip_errors=True)
         self._shadow_vaos[name] = self.ctx.vertex_array(
             self._shadow_prog, [(vbo, "3f 12x", "in_pos"), (buf, INSTANCE_FORMAT, *INSTANCE_ATTRS)], skip_errors=True
         )
+
+    def _alloc_instances(self, name: str, capacity: int, mesh: str | None = None) -> None:
+        self._inst_mesh[name] = mesh or name
+        old = self._inst_bufs.get(name)
+        if old is not None:
+            old.release()
+        self._inst_bufs[name] = self.ctx.buffer(reserve=capacity * INSTANCE_FLOATS * 4, dynamic=True)
+        self._inst_caps[name] = capacity
+        self._make_vaos(name)
 
     def _upload(self, name: str, rows: np.ndarray, mesh: str | None = None) -> None:
         if len(rows) > self._inst_caps[name]:
@@ -262,20 +318,30 @@ class Renderer:
         for d in (self._vaos, self._shadow_vaos, self._inst_bufs, self._mesh_vbos):
             for obj in d.values():
                 obj.release()
+        for scene, shadow in self._programs.values():
+            scene.release()
+            shadow.release()
         for obj in (self._empty_vao, self._fade_vao, self._panel_vao, self._panel_vbo, self._panel_tex,
-                    self._shadow_fbo, self._shadow_tex, self._scene_prog, self._shadow_prog, self._sky_prog,
-                    self._fade_prog, self._panel_prog):
+                    self._shadow_fbo, self._shadow_tex, self._sky_prog, self._fade_prog, self._panel_prog):
             obj.release()
 
     # ----------------------------------------------------------------- state
     def set_state(self, state: SceneState) -> None:
-        """Adopt a scene state: rebuild only when the environment, level, intensity step or dials changed."""
-        env = "safe_place" if state.safe_place else state.environment
+        """Adopt a scene state: the environment it names (its safe place when ``safe_place`` is set), eased dials.
+
+        A state flagged ``safe_place`` whose environment is a phobia (an older
+        caller) shows the default safe place instead: a patient who asked to
+        stop never sees the feared scene.
+        """
+        env = state.environment
+        if state.safe_place and self._kind(env) == "phobia":
+            env = registry.DEFAULT_SAFE_ENVIRONMENT
         level = 0 if state.safe_place else state.level
         intensity_step = round(min(max(state.intensity, 0.0), 1.0) * 20) / 20
         key = (env, level, intensity_step, state.dials)
         if key != self._build_key:
-            self._rebuild(key, env, level, intensity_step, state.dials)
+            self._build_key = key
+            self._retarget(env, level, intensity_step, state.dials)
         panel_key = (state.panel_text, state.suds_prompt)
         if panel_key != self._panel_key:
             self._set_panel(state.panel_text, state.suds_prompt)
@@ -287,17 +353,67 @@ class Renderer:
             u[79] = self._fade
             u[59] = -1.0 if state.breath_phase is None else state.breath_phase % 1.0
 
-    def _rebuild(self, key: tuple, env: str, level: int, intensity: float, dials) -> None:
+    @staticmethod
+    def _kind(env: str) -> str:
         try:
-            build = registry.build(env, level, intensity, dials)
+            return registry.get(env).kind
+        except RenderError:
+            return ""
+
+    def _retarget(self, env: str, level: int, intensity: float, overrides) -> None:
+        """New target dial values: shown at once in a new environment, eased towards within the same one."""
+        try:
+            target = registry.dial_values(env, level, intensity, overrides)
         except RenderError as exc:
             if self._build is None:  # nothing shown yet: the safe place, never a dead headset
                 log.error("cannot show %s level %s (%s); showing the safe place", env, level, exc)
-                self._rebuild(key, "safe_place", 0, 0.0, ())
+                self._retarget(registry.DEFAULT_SAFE_ENVIRONMENT, 0, 0.0, ())
                 return
-            log.error("cannot show %s level %s (%s); keeping %s level %s", env, level, exc, self.environment, self.level)
-            self._build_key = key
+            log.error("cannot show %s level %s (%s); keeping %s level %s", env, level, exc, self.environment,
+                      self.level)
             return
+        self._level_shown = level
+        if env != self._env_shown or self._build is None:
+            self._ease_to = self._ease_from = target
+            self._ease_step = EASE_STEPS
+            self._rebuild(env, target)
+        elif target != self._ease_to:
+            self._ease_from = dict(self._shown)
+            self._ease_to = target
+            self._ease_t0 = None  # starts at the next frame's time
+            self._ease_step = 0
+
+    def settle(self) -> None:
+        """Show the target dial values now, skipping the ease (stills: ``envs render``, the gallery)."""
+        if self._ease_step < EASE_STEPS:
+            self._ease_step = EASE_STEPS
+            self._rebuild(self._env_shown, dict(self._ease_to))
+
+    def _ease(self, t_s: float) -> None:
+        """Advance an ease in progress to the step due at animation time ``t_s`` (a rebuild per step)."""
+        if self._ease_t0 is None:
+            self._ease_t0 = t_s
+        step = min(EASE_STEPS, int((t_s - self._ease_t0) / EASE_S * EASE_STEPS) + 1)
+        if step == self._ease_step:
+            return
+        self._ease_step = step
+        f = step / EASE_STEPS
+        f = f * f * (3.0 - 2.0 * f)  # smoothstep: starts and arrives gently
+        a, b = self._ease_from, self._ease_to
+        self._rebuild(self._env_shown, {k: a[k] + (b[k] - a[k]) * f for k in b})
+
+    def _rebuild(self, env: str, values: dict[str, float]) -> None:
+        try:
+            build = registry.build_from_values(env, values)
+            self._use_shader(registry.get(env).shader)
+        except RenderError as exc:
+            if self._build is None:
+                raise
+            log.error("cannot build %s (%s); keeping %s level %s", env, exc, self.environment, self.level)
+            self._ease_step = EASE_STEPS
+            return
+        self._shown = dict(values)
+        self._env_shown = env
         pacer = np.zeros((1, INSTANCE_FLOATS), np.float32)
         ax, ay, az = build.anchor_xyz
         fwd = np.array([-math.sin(build.anchor_yaw_rad), 0.0, -math.cos(build.anchor_yaw_rad)])
@@ -326,8 +442,7 @@ class Renderer:
         self._draw_list = tuple(draw)
         self._shadow_list = tuple(shadow)
         self._build = build
-        self._build_key = key
-        self.environment, self.level = env, level
+        self.environment, self.level = env, self._level_shown
         self.instances = build.instance_count + 1
         self._base_draws = 1 + len(draw) + (1 if self._glass_count else 0)
         self.rebuilds += 1
@@ -349,7 +464,13 @@ class Renderer:
             u[72:75] = look.fog_rgb
             u[75] = look.fog_density
         self._shadow_dirty = True
-        log.info("built %s level %d: %d instances, %d draws per eye", env, level, self.instances, self.draw_calls_per_eye)
+        fov = build.view_fovy_deg
+        self._zoom_on = fov is not None
+        if fov is not None:  # narrow an untracked display's view to frame the level's feared element
+            z = math.tan(math.radians(DEFAULT_FOVY_DEG) / 2) / math.tan(math.radians(fov) / 2)
+            self._view_zoom[:] = np.diag([z, z, 1.0, 1.0])
+        log.debug("built %s level %d: %d instances, %d draws per eye", env, self.level, self.instances,
+                  self.draw_calls_per_eye)
 
     def _set_panel(self, text: str | None, suds: bool) -> None:
         img = panel_text.rasterise(text, suds)
@@ -363,17 +484,23 @@ class Renderer:
         """Draw one frame for every eye from the head pose at animation time ``t_s`` (seconds)."""
         if self._build is None:
             raise RenderError("no scene state set: call set_state() before render()")
+        if self._ease_step < EASE_STEPS:
+            self._ease(t_s)
         ctx = self.ctx
-        # World from tracking: the scene's anchor, plus its suggested gaze pitch on untracked displays.
+        # World from tracking: the scene's anchor, plus the level's default view on untracked displays.
         if pose.tracked:
             np.matmul(self._anchor, pose.tracking_from_head, out=self._tmp4)
         else:
             np.matmul(self._anchor, pose.tracking_from_head, out=self._world_from_tracking)
-            np.matmul(self._world_from_tracking, self._pitch_matrix(), out=self._tmp4)
+            np.matmul(self._world_from_tracking, self._view_matrix(), out=self._tmp4)
+        zoom = self._zoom_on and not pose.tracked
         for i, eye in enumerate(self._eyes):
             np.matmul(self._tmp4, pose.head_from_eye[i], out=eye.world_from_eye)
             _rigid_inverse(eye.world_from_eye, eye.view)
             proj = pose.proj[i]
+            if zoom:
+                np.matmul(self._view_zoom, proj, out=eye.proj_zoomed)
+                proj = eye.proj_zoomed
             if not np.array_equal(proj, eye.proj_seen):
                 eye.proj_seen[:] = proj
                 eye.proj_inv[:] = np.linalg.inv(proj)
@@ -392,12 +519,24 @@ class Renderer:
         for eye in self._eyes:
             self._render_eye(ctx, eye)
 
-    def _pitch_matrix(self) -> np.ndarray:
-        pitch = self._build.gaze_pitch_rad
-        if getattr(self, "_pitch_cache_key", None) != pitch:
-            self._pitch_cache = rotation_x(pitch)
-            self._pitch_cache_key = pitch
-        return self._pitch_cache
+    def _view_matrix(self) -> np.ndarray:
+        """Head from view on untracked displays: the level's default yaw, then its pitch (cached per build)."""
+        key = (self._build.gaze_yaw_rad, self._build.gaze_pitch_rad)
+        if getattr(self, "_view_cache_key", None) != key:
+            self._view_cache = rotation_y(key[0]) @ rotation_x(key[1])
+            self._view_cache_key = key
+        return self._view_cache
+
+    def set_suds_marker(self, value: float | None) -> None:
+        """Where the patient's SUDS marker sits on the panel's 0-100 scale (``None``: no marker).
+
+        One uniform, written only when the value changed: the marker follows a
+        held thumbstick every frame without re-rasterising the panel.
+        """
+        m = -1.0 if value is None else min(max(float(value), 0.0), 100.0) / 100.0
+        if m != self._marker:
+            self._marker = m
+            self._marker_u.value = (m, *panel_text.SCALE_UV)
 
     def _sort_glass(self, cam: np.ndarray) -> None:
         """Back-to-front order of the glass panes, redone only when the eye moved more than 5 cm."""

@@ -7,14 +7,14 @@ an upload is one ``buffer.write`` per mesh and a frame never walks objects.
 Instance row (28 float32):
 ``offset xyz | scale xyz | rotation quaternion xyzw | group origin xyz + yaw |
 motion (radius m, angular speed rad/s, phase rad, wind sway) | colour rgb |
-material (pattern id, emissive 0..1, alpha 0..1) | leg (pivot x, pivot z, gait phase rad, leg span m)``.
-The part transform (offset, scale, rotation) is applied first, then a leg's
-swing about its hip, then the group's yaw and origin, then the group's motion,
-evaluated on the GPU from the frame time: creatures walk and birds circle with
-no per-frame upload. Motion radius > 0 is a circle around the origin (speed in
+material (pattern id, emissive 0..1, alpha 0..1) | anim (free for the environment's shader)``.
+The part transform (offset, scale, rotation) is applied first, then the
+environment's own ``env_vertex`` (e.g. a spider leg's swing about its hip),
+then the group's yaw and origin, then the group's motion, evaluated on the GPU
+from the frame time: creatures walk and birds circle with no per-frame upload. Motion radius > 0 is a circle around the origin (speed in
 rad/s); radius < 0 is a dash of ``-radius`` metres out along the group's
 heading and back (speed in m/s, phase in round trips), in bursts with pauses.
-A leg's gait follows the distance its group has travelled.
+``env_vertex`` is told how far the group has travelled (a gait follows it).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from environments.meshes import MESH_NAMES
 
 INSTANCE_FLOATS = 28
 
-# Surface patterns evaluated in the fragment shader (material.x).
-PLAIN, WINDOWS, PAVING, GRASS, WATER, GLASS, ROAD, WOOD, PACER, FABRIC, CARPET, SPIDER, HAIRY, PRINT = range(14)
+# Shared surface patterns evaluated in the fragment shader (material.x); an environment's own
+# materials start at ``environments.environment.ENV_MATERIAL_BASE`` and live in its own shader code.
+PLAIN, WINDOWS, PAVING, GRASS, WATER, GLASS, ROAD, WOOD, PACER, FABRIC, CARPET = range(11)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,12 @@ class SceneBuild:
     look: SceneLook
     anchor_xyz: tuple[float, float, float]  # where the patient's feet are (tracking origin), world metres
     anchor_yaw_rad: float = 0.0  # patient faces -Z rotated by this yaw
-    gaze_pitch_rad: float = 0.0  # suggested look-down for untracked displays (screenshots, desktop start)
+    # The level's default view on untracked displays (desktop start, envs render, the gallery, the
+    # console's patient view): look down by the pitch, turn by the yaw (positive: to the left), and
+    # narrow the field of view to frame the feared element (None: the display's own).
+    gaze_pitch_rad: float = 0.0
+    gaze_yaw_rad: float = 0.0
+    view_fovy_deg: float | None = None
     wind: float = 0.0  # 0..1, drives sway in the vertex shader
     shadow_center: tuple[float, float, float] = (0.0, 0.0, 0.0)
     shadow_radius_m: float = 40.0
@@ -123,6 +129,12 @@ class InstanceSet:
         else:
             self._opaque[mesh].append(rows)
 
+    def include(self, other: InstanceSet) -> None:
+        """Add every instance of ``other`` (a cached static part of a scene) without copying it now."""
+        for mesh, parts in other._opaque.items():
+            self._opaque[mesh].extend(parts)
+        self._transparent.extend(other._transparent)
+
     def build(self, look: SceneLook, anchor_xyz, **kwargs) -> SceneBuild:
         opaque = {
             name: (np.concatenate(parts) if parts else np.zeros((0, INSTANCE_FLOATS), np.float32))
@@ -140,19 +152,3 @@ class InstanceSet:
             dynamic=dynamic,
             **kwargs,
         )
-
-
-def lerp_dials(levels: list[dict[str, float]], level: int, intensity: float, overrides) -> dict[str, float]:
-    """The level's dials moved ``intensity`` (0..1) of the way towards the next level's, then overridden.
-
-    This is how a scene changes gradually between described levels: with
-    ``intensity == 0`` the patient sees exactly the level as described.
-    """
-    cur = levels[level]
-    nxt = levels[min(level + 1, len(levels) - 1)]
-    f = min(max(float(intensity), 0.0), 1.0)
-    dials = {k: cur[k] + (nxt[k] - cur[k]) * f for k in cur}
-    for name, value in overrides:
-        if name in dials:
-            dials[name] = float(value)
-    return dials

@@ -1,7 +1,11 @@
 """GLSL 3.30 sources of the renderer: instanced lit scene, shadow depth, sky, panel and fade.
 
 All passes read one std140 uniform block (``Frame``) written once per eye from a
-preallocated numpy array, so a frame sets no per-object uniforms.
+preallocated numpy array, so a frame sets no per-object uniforms. The scene and
+shadow programs are assembled per environment (:func:`scene_sources`): the
+shared code calls ``env_vertex`` and ``env_material``, which an environment may
+define in its :class:`environments.environment.EnvironmentShader`; nothing
+environment-specific lives here.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ in vec4 i_group;
 in vec4 i_motion;
 in vec3 i_color;
 in vec3 i_mat;
-in vec4 i_anim;  // leg pivot x, z (part frame), gait phase rad, leg span m (0: not a leg)
+in vec4 i_anim;  // free for the environment's env_vertex (e.g. a leg's hip and gait phase)
 
 vec3 qrot(vec4 q, vec3 v) { return v + 2.0 * cross(q.xyz, cross(q.xyz, v) + q.w * v); }
 
@@ -82,19 +86,7 @@ void instance_world(out vec3 world, out vec3 normal, out vec3 local) {
         yaw += c < 1.0 ? 0.0 : 3.14159265;
         travelled = g * 2.0 * len;
     }
-    if (i_anim.w > 0.0) {
-        // A leg swings about its hip (alternating tetrapod gait, stride ~ 0.45 leg spans) and lifts on the
-        // forward swing; a resting leg twitches now and then.
-        float gp = travelled / (0.45 * i_anim.w) * 6.2831853 + i_anim.z;
-        float walking = travelled > 0.0 ? 1.0 : 0.0;
-        float swing = walking * 0.32 * sin(gp)
-                    + 0.07 * pow(max(sin(t * 0.9 + i_anim.z * 2.3 + i_anim.x * 37.0), 0.0), 24.0);
-        vec2 d = p.xz - i_anim.xy;
-        float cs = cos(swing), sn = sin(swing);
-        p = vec3(cs * d.x + sn * d.y + i_anim.x, p.y + walking * 0.35 * length(d) * max(cos(gp), 0.0),
-                 -sn * d.x + cs * d.y + i_anim.y);
-        n = vec3(cs * n.x + sn * n.z, n.y, -sn * n.x + cs * n.z);
-    }
+    env_vertex(p, n, i_anim, travelled, t);  // the environment's own deformation (e.g. a leg's gait)
     float c = cos(yaw), s = sin(yaw);
     mat3 ry = mat3(c, 0.0, -s, 0.0, 1.0, 0.0, s, 0.0, c);
     world = ry * p + origin;
@@ -102,7 +94,7 @@ void instance_world(out vec3 world, out vec3 normal, out vec3 local) {
 }
 """
 
-SCENE_VS = "#version 330 core\n" + FRAME_BLOCK + INSTANCE_TRANSFORM + """
+_SCENE_VS_MAIN = """
 out vec3 v_world;
 out vec3 v_normal;
 out vec3 v_local;
@@ -122,7 +114,7 @@ void main() {
 }
 """
 
-SCENE_FS = "#version 330 core\n" + FRAME_BLOCK + """
+_SCENE_FS_HEAD = """
 uniform sampler2DShadow u_shadow;
 in vec3 v_world;
 in vec3 v_normal;
@@ -131,8 +123,6 @@ in vec3 v_color;
 flat in vec3 v_mat;
 in vec4 v_light;
 out vec4 f_color;
-
-float hash(vec2 p) { return fract(sin(dot(p, vec2(127.1, 311.7))) * 43758.5453); }
 
 float shadow_term(vec3 n, vec3 l) {
     if (u_horizon.w < 0.5) return 1.0;
@@ -198,15 +188,8 @@ void main() {
         base *= 0.9 + 0.1 * step(0.5, fract((v_world.x + v_world.z) * 2.0));
     } else if (pattern == 10.0) {    // carpet
         base *= 0.9 + 0.12 * hash(floor(v_world.xz * 250.0)) * (0.7 + 0.3 * hash(floor(v_world.xz * 12.0)));
-    } else if (pattern == 11.0 || pattern == 12.0) {  // spider: fine bristles (12: hairy, coarser and matt)
-        bool hairy = pattern == 12.0;
-        vec3 cell = floor(v_local * (hairy ? 700.0 : 1400.0));
-        float bristle = hash(cell.xy + cell.z * 17.0);
-        base *= hairy ? 0.55 + 0.9 * bristle * bristle : 0.8 + 0.35 * bristle;
-        spec_k = hairy ? 0.03 : 0.25;
-        shininess = hairy ? 8.0 : 60.0;
-    } else if (pattern == 13.0) {    // framed print: paper white with a faint grain
-        base *= 0.95 + 0.05 * hash(floor(v_local.xy * 300.0));
+    } else if (pattern >= 16.0) {    // the environment's own materials
+        env_material(pattern, v_local, v_world, base, spec_k, shininess);
     }
     vec3 color;
     if (pattern == 8.0) {            // breathing pacer: self-lit, soft rim
@@ -228,7 +211,7 @@ void main() {
 }
 """
 
-SHADOW_VS = "#version 330 core\n" + FRAME_BLOCK + INSTANCE_TRANSFORM + """
+_SHADOW_VS_MAIN = """
 void main() {
     vec3 world, normal, local;
     instance_world(world, normal, local);
@@ -237,6 +220,36 @@ void main() {
     gl_Position = skip ? vec4(2.0, 2.0, 2.0, 1.0) : u_light_vp * vec4(world, 1.0);
 }
 """
+
+DEFAULT_ENV_VERTEX = """
+void env_vertex(inout vec3 p, inout vec3 n, vec4 anim, float travelled, float t) {}
+"""
+
+DEFAULT_ENV_FRAGMENT = """
+bool env_material(float pattern, vec3 local, vec3 world, inout vec3 base, inout float spec_k, inout float shininess) {
+    return false;
+}
+"""
+
+FS_COMMON = """
+float hash(vec2 p) { return fract(sin(dot(p, vec2(127.1, 311.7))) * 43758.5453); }
+"""
+
+
+def scene_sources(env_vertex: str = "", env_fragment: str = "") -> tuple[str, str, str]:
+    """(scene vertex, scene fragment, shadow vertex) sources with an environment's hooks compiled in.
+
+    Empty hooks take the shared no-op versions. The shadow pass gets the same
+    ``env_vertex`` so animated parts cast the shadows of where they are drawn.
+    """
+    vhook = env_vertex or DEFAULT_ENV_VERTEX
+    fhook = env_fragment or DEFAULT_ENV_FRAGMENT
+    head = "#version 330 core\n" + FRAME_BLOCK
+    transform = INSTANCE_TRANSFORM.replace("// World position and normal", vhook + "\n// World position and normal", 1)
+    return (head + transform + _SCENE_VS_MAIN,
+            head + _SCENE_FS_HEAD.replace("out vec4 f_color;", "out vec4 f_color;\n" + FS_COMMON + fhook, 1),
+            head + transform + _SHADOW_VS_MAIN)
+
 
 SHADOW_FS = """#version 330 core
 void main() {}
@@ -286,9 +299,22 @@ void main() {
 
 PANEL_FS = """#version 330 core
 uniform sampler2D u_panel;
+uniform vec4 u_marker;  // x: SUDS marker 0..1 along the scale (< 0: none); y: scale centre v; zw: scale x0, x1 in uv
 in vec2 v_uv;
 out vec4 f_color;
-void main() { f_color = texture(u_panel, v_uv); }
+void main() {
+    vec4 c = texture(u_panel, v_uv);
+    if (u_marker.x >= 0.0) {
+        // The patient's marker on the 0-100 scale: a white needle with a dark outline, drawn here so that
+        // moving it (every frame while the thumbstick is held) never re-rasterises the panel.
+        float x = mix(u_marker.z, u_marker.w, u_marker.x);
+        float dx = abs(v_uv.x - x);
+        float dy = abs(v_uv.y - u_marker.y);
+        if (dy < 0.075 && dx < 0.011) c = vec4(0.08, 0.08, 0.1, 1.0);
+        if (dy < 0.065 && dx < 0.006) c = vec4(1.0, 1.0, 1.0, 1.0);
+    }
+    f_color = c;
+}
 """
 
 BLIT_VS = """#version 330 core

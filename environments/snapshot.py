@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,24 +11,37 @@ from environments.errors import RenderError
 from environments.scene_state import SceneState
 
 
-def render_rgb(state: SceneState, *, eye: str = "left", eye_size: tuple[int, int] = (640, 720), msaa: int = 4,
-               t_s: float = 0.0) -> np.ndarray:
-    """Render ``state`` once, headless, and return the eye's (or both eyes') image as (H, W, 3) uint8."""
-    from environments.headless_display import create_egl_context
+def render_many(states: Iterable[SceneState], *, eye: str = "left", eye_size: tuple[int, int] = (640, 720),
+                msaa: int = 4, t_s: float = 0.0) -> Iterator[np.ndarray]:
+    """Render each state once on one private EGL context and renderer (the gallery renders dozens).
+
+    Each state is shown settled (no easing from the previous one): a still of
+    that state, from the level's default view.
+    """
+    from environments.displays.headless import create_egl_context
     from environments.render_loop import eye_image
     from environments.renderer import HeadPose, Renderer
 
     ctx = create_egl_context()
     try:
-        renderer = Renderer(ctx, eye_size, msaa=min(msaa, int(ctx.info.get("GL_MAX_SAMPLES", 4))), stereo=True)
+        samples = min(msaa, int(ctx.info.get("GL_MAX_SAMPLES", 4)))
+        pose = HeadPose.default(eye_size)
+        renderer = Renderer(ctx, eye_size, msaa=samples, stereo=True)
         try:
-            renderer.set_state(state)
-            renderer.render(HeadPose.default(eye_size), t_s)
-            return eye_image(renderer, eye)
+            for state in states:
+                renderer.set_state(state)
+                renderer.settle()
+                renderer.render(pose, t_s)
+                yield eye_image(renderer, eye)
         finally:
             renderer.release()
     finally:
         ctx.release()
+
+
+def render_rgb(state: SceneState, **kwargs) -> np.ndarray:
+    """Render ``state`` once, headless, and return the eye's (or both eyes') image as (H, W, 3) uint8."""
+    return list(render_many([state], **kwargs))[0]
 
 
 def render_png(state: SceneState, path: Path, **kwargs) -> Path:

@@ -36,7 +36,10 @@ def gl_ctx():
 
 @pytest.fixture
 def render(gl_ctx):
-    """render(state, size=(w, h), msaa=0, t_s=0.0) -> (left, right) RGB arrays; releases GL objects after."""
+    """render(state, size=(w, h), msaa=0, t_s=0.0) -> (left, right) RGB arrays; releases GL objects after.
+
+    A still of ``state``: with a reused ``renderer`` the dials are settled (no ease from the previous state).
+    """
     from environments.renderer import HeadPose, Renderer
 
     made = []
@@ -46,6 +49,7 @@ def render(gl_ctx):
         if renderer is None:
             made.append(r)
         r.set_state(state)
+        r.settle()
         r.render(HeadPose.default(size), t_s)
         return r.read_rgb(0), r.read_rgb(1)
 

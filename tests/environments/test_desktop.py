@@ -24,7 +24,7 @@ def _diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_window_renders_takes_keys_and_closes(xvfb_display):
-    from environments.display import open_display
+    from environments.displays import open_display
     from environments.render_loop import RenderLoop
 
     box = SceneStateBox(SceneState(environment="heights", level=5))
@@ -73,7 +73,7 @@ def test_window_shows_the_scene_and_leaves_the_eye_textures_alone(xvfb_display, 
     """
     from PIL import Image
 
-    from environments.display import open_display
+    from environments.displays import open_display
     from environments.render_loop import RenderLoop, write_png
 
     state = SceneState(environment="heights", level=5)
@@ -114,8 +114,7 @@ def test_the_headset_mirror_window_has_vsync_off_and_shows_the_left_eye(xvfb_dis
     The mirror is built by ``open_mirror``, the function ``OpenVRDisplay`` uses
     (SteamVR itself cannot run here), and presented to as ``OpenVRDisplay.present`` does.
     """
-    pytest.importorskip("openvr")
-    from environments.openvr_display import open_mirror
+    from environments.displays.openvr import open_mirror
     from environments.renderer import Renderer
 
     state = SceneState(environment="heights", level=5)
@@ -146,7 +145,7 @@ def test_the_headset_mirror_window_has_vsync_off_and_shows_the_left_eye(xvfb_dis
 
 @pytest.mark.parametrize(("kwargs", "want"), [({}, True), ({"max_fps": 30.0}, False), ({"vsync": False}, False)])
 def test_a_desktop_window_keeps_vsync_unless_capped_or_told(xvfb_display, kwargs, want):
-    from environments.desktop_display import DesktopDisplay
+    from environments.displays.desktop import DesktopDisplay
 
     def body():
         d = DesktopDisplay(eye_size=(64, 64), **kwargs)
@@ -159,7 +158,7 @@ def test_a_desktop_window_keeps_vsync_unless_capped_or_told(xvfb_display, kwargs
 
 
 def test_no_x_display_is_a_clear_error(monkeypatch):
-    from environments.display import open_display
+    from environments.displays import open_display
     from environments.errors import DisplayUnavailableError
 
     monkeypatch.delenv("DISPLAY", raising=False)

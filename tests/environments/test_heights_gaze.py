@@ -6,14 +6,14 @@ import math
 
 import pytest
 
-from environments import heights, registry
+from environments import registry
 
 HALF_FOV_RAD = math.radians(50.0)  # HeadPose.default: 100 degrees vertical
 
 
 @pytest.mark.parametrize("level", range(3, 10))
 def test_railing_top_sits_in_the_lower_part_of_the_default_view(level):
-    d = heights.LEVEL_DIALS[level]
+    d = dict(registry.info("heights").levels[level].dials)
     build = registry.build("heights", level)
     below = math.atan2(1.65 - d["railing_m"], d["edge_m"])  # angle below the horizon to the railing's top
     offset = below - (-build.gaze_pitch_rad)  # below the view centre

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.gl
 
 def _run_in_thread(box, on_input, **display_kwargs):
     """Start a headless RenderLoop on its own thread (it creates and owns the GL context there)."""
-    from environments.display import open_display
+    from environments.displays import open_display
     from environments.render_loop import RenderLoop
 
     ready = threading.Event()
@@ -67,7 +67,7 @@ def test_loop_captures_frames_and_follows_scene_switches(tmp_path):
 
 
 def test_loop_survives_a_failing_input_handler_and_a_bad_state():
-    from environments.display import open_display
+    from environments.displays import open_display
     from environments.render_loop import RenderLoop
 
     box = SceneStateBox(SceneState(environment="heights", level=2))

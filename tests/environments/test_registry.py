@@ -44,11 +44,10 @@ def test_levels_in_range_pass():
 
 
 def test_heights_levels_rise_and_protection_falls():
-    from environments import heights
-
-    h = [d["height_m"] for d in heights.LEVEL_DIALS]
+    levels = [dict(lv.dials) for lv in registry.info("heights").levels]
+    h = [d["height_m"] for d in levels]
     assert h == sorted(h) and h[0] == 0.0 and h[-1] >= 150
-    assert heights.LEVEL_DIALS[-1]["railing_m"] < heights.LEVEL_DIALS[1]["railing_m"]
+    assert levels[-1]["railing_m"] < levels[1]["railing_m"]
 
 
 def test_intensity_moves_dials_towards_the_next_level_and_dials_override():

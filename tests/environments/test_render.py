@@ -47,8 +47,8 @@ def test_matches_the_small_golden_image_within_tolerance(render):
 
 def test_eyes_differ_by_the_expected_disparity(render):
     """The pacer 2.5 m ahead shifts by f_px * ipd / depth between the eyes, and only horizontally."""
+    from environments import registry
     from environments.renderer import PACER_DISTANCE_M
-    from environments import safe_place
 
     size = (256, 256)
     left, right = render(SceneState(environment="safe_place", level=0, breath_phase=0.4), size=size)
@@ -57,7 +57,7 @@ def test_eyes_differ_by_the_expected_disparity(render):
     xl, yl = np.nonzero(ml)[1].mean(), np.nonzero(ml)[0].mean()
     xr, yr = np.nonzero(mr)[1].mean(), np.nonzero(mr)[0].mean()
     fx = (size[0] / 2) / math.tan(math.radians(100.0) / 2)  # HeadPose.default: 100 deg vertical, square eye
-    pitch = safe_place.build(0, 0.0, ()).gaze_pitch_rad
+    pitch = registry.build("safe_place", 0).gaze_pitch_rad
     depth = PACER_DISTANCE_M * math.cos(pitch) + 0.05 * math.sin(-pitch)
     expected = fx * 0.064 / depth
     assert xl - xr == pytest.approx(expected, abs=0.3)
@@ -150,6 +150,7 @@ def test_draw_calls_stay_within_budget(gl_ctx):
             info = registry.info(name)
             for lv in (0, info.max_level):
                 r.set_state(SceneState(environment=name, level=lv, panel_text="x", fade=0.2, breath_phase=0.1))
+                r.settle()
                 r.render(HeadPose.default((32, 32)), 0.0)
                 assert r.draw_calls_per_eye <= 40
     finally:
@@ -158,7 +159,7 @@ def test_draw_calls_stay_within_budget(gl_ctx):
 
 def test_no_growth_of_python_or_gl_objects_in_steady_state(gl_ctx):
     """1,000 frames at 32x32 (the benchmark's --leak-frames runs 10,000): nothing accumulates."""
-    from environments.bench_render import leak_check
+    from bench.render import leak_check
 
     result = leak_check(gl_ctx, "heights", 12, 1000)
     assert result["gl_objects_growth"] == 0

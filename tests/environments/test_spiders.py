@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from environments import registry, spiders
+from environments import registry
+from environments.scenes import spiders
 from environments.scene_state import SceneState
 
 LEG_SEGMENTS = 16  # 8 legs x 2 jointed segments
+LEVEL_DIALS = [dict(lv.dials) for lv in registry.info("spiders").levels]
+DIAL_NAMES = registry.info("spiders").dial_names
 
 
 def _legs(build):
@@ -33,13 +36,13 @@ def test_twelve_or_more_described_levels_with_every_dial():
     env = registry.info("spiders")
     assert env.kind == "phobia" and env.max_level >= 11
     assert env.dials == spiders.DIALS
-    for dials in spiders.LEVEL_DIALS:
-        assert set(dials) == set(spiders.DIALS)
+    for dials in LEVEL_DIALS:
+        assert set(dials) == set(DIAL_NAMES)
     assert len({lv.description for lv in env.levels}) == len(env.levels)
 
 
 def test_hierarchy_goes_from_picture_and_box_to_free_running_spiders_at_the_feet():
-    d = spiders.LEVEL_DIALS
+    d = LEVEL_DIALS
     assert d[0]["picture"] == 1.0 and all(x["picture"] == 0.0 for x in d[1:])
     contained = [i for i, x in enumerate(d) if x["contained"] >= 0.5]
     assert contained == [1, 2]  # a closed box comes before any free spider
@@ -54,7 +57,7 @@ def test_hierarchy_goes_from_picture_and_box_to_free_running_spiders_at_the_feet
 @pytest.mark.parametrize("level", [1, 3, 9, 12, 13])
 def test_every_spider_has_a_body_an_abdomen_and_eight_jointed_legs_on_the_ground(level):
     build = registry.build("spiders", level)
-    count = max(1, round(spiders.LEVEL_DIALS[level]["count"]))
+    count = max(1, round(LEVEL_DIALS[level]["count"]))
     legs = _legs(build)
     assert len(legs) == LEG_SEGMENTS * count
     groups = {tuple(r) for r in np.round(legs[:, 10:14], 5)}
@@ -98,6 +101,7 @@ def test_frames_are_not_blank_and_every_level_looks_different(gl_ctx):
         imgs = []
         for lv in range(registry.info("spiders").max_level + 1):
             r.set_state(SceneState(environment="spiders", level=lv))
+            r.settle()
             r.render(HeadPose.default(size), 0.0)
             imgs.append(r.read_rgb(0).astype(int))
     finally:
@@ -105,7 +109,7 @@ def test_frames_are_not_blank_and_every_level_looks_different(gl_ctx):
     for img in imgs:
         assert img.std() > 20
         assert len(np.unique(img.reshape(-1, 3), axis=0)) > 200
-    d = spiders.LEVEL_DIALS
+    d = LEVEL_DIALS
     for lv in range(len(imgs) - 1):
         changed = {k for k in d[lv] if d[lv][k] != d[lv + 1][k]}
         if changed == {"speed"}:
@@ -149,18 +153,16 @@ def test_walking_spiders_move_between_frames_without_a_rebuild(gl_ctx, render):
 
 
 def test_intensity_moves_towards_the_next_level_and_dials_override():
-    low = spiders.LEVEL_DIALS[6]
-    nxt = spiders.LEVEL_DIALS[7]
-    from environments.scene_build import lerp_dials
-
-    mid = lerp_dials(spiders.LEVEL_DIALS, 6, 0.5, ())
+    low = LEVEL_DIALS[6]
+    nxt = LEVEL_DIALS[7]
+    mid = registry.dial_values("spiders", 6, 0.5, ())
     assert mid["distance_m"] == pytest.approx((low["distance_m"] + nxt["distance_m"]) / 2)
     over = registry.build("spiders", 8, 0.0, (("count", 2.0),))
     assert len(_legs(over)) == 2 * LEG_SEGMENTS
 
 
 def test_no_growth_of_python_or_gl_objects_in_steady_state(gl_ctx):
-    from environments.bench_render import leak_check
+    from bench.render import leak_check
 
     result = leak_check(gl_ctx, "spiders", registry.info("spiders").max_level, 1000)
     assert result["gl_objects_growth"] == 0

@@ -9,21 +9,12 @@ adds it to every environment, so paced breathing also works during exposure.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 import numpy as np
 
-from environments.scene_build import GRASS, WATER, WOOD, InstanceSet, SceneBuild, SceneLook, lerp_dials
-
-NAME = "safe_place"
-TITLE = "Safe place: lakeside meadow"
-KIND = "safe"
-DIALS = ("light",)
-
-LEVELS = (
-    ("Lakeside meadow", "A calm meadow by a still lake at golden hour, trees around, a wooden jetty; "
-     "a breathing pacer floats ahead when paced breathing is on."),
-)
-LEVEL_DIALS = [dict(light=1.0)]
+from environments.environment import Dial, Environment, Level
+from environments.scene_build import GRASS, WATER, WOOD, InstanceSet, SceneBuild, SceneLook
 
 LOOK = SceneLook(
     sun_dir=(-0.5, 0.35, -0.75),
@@ -72,12 +63,10 @@ def _meadow() -> InstanceSet:
     return s
 
 
-def build(level: int, intensity: float, overrides) -> SceneBuild:
-    """The meadow (one level); ``light`` dims the evening light for a quieter feel."""
-    d = lerp_dials(LEVEL_DIALS, level, intensity, overrides)
+def build_scene(d: Mapping[str, float]) -> SceneBuild:
+    """The meadow; ``light`` dims the evening light for a quieter feel."""
     s = InstanceSet()
-    for mesh, parts in _meadow()._opaque.items():
-        s._opaque[mesh].extend(parts)
+    s.include(_meadow())
     light = float(np.clip(d["light"], 0.2, 1.5))
     look = SceneLook(
         sun_dir=LOOK.sun_dir,
@@ -90,3 +79,23 @@ def build(level: int, intensity: float, overrides) -> SceneBuild:
     )
     return s.build(look, (0.0, 0.0, -8.0), gaze_pitch_rad=-0.08, wind=0.2,
                    shadow_center=(0.0, 0.0, -10.0), shadow_radius_m=45.0)
+
+
+class SafePlace(Environment):
+    """Where the patient can always return: nothing moves fast, nothing frightens."""
+
+    name = "safe_place"
+    title = "Safe place: lakeside meadow"
+    kind = "safe"
+    targets = ("calm",)
+    dials = (Dial("light", "", 0.2, 1.5, 1.0, False, "brightness of the evening sun (lower is quieter)"),)
+    levels = (
+        Level("Lakeside meadow", "A calm meadow by a still lake at golden hour, trees around, a wooden jetty; "
+              "a breathing pacer floats ahead when paced breathing is on.", {"light": 1.0}),
+    )
+
+    def build(self, dials: Mapping[str, float]) -> SceneBuild:
+        return build_scene(dials)
+
+
+ENVIRONMENT = SafePlace()

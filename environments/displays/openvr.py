@@ -2,9 +2,14 @@
 
 The compositor paces the loop (``waitGetPoses``), the HMD pose drives the
 camera, each eye is rendered at the runtime's recommended size and submitted as
-a GL texture; controller trigger, grip and menu become :class:`PatientInput`.
-OpenVR matrices are row-major 3x4 / 4x4 in the usual maths convention
-(``v' = M v``); GL wants column-major, so they are transposed on upload.
+a GL texture; controller trigger, grip and menu become :class:`PatientInput`,
+and while a SUDS prompt is shown the thumbstick or trackpad moves the panel's
+marker and the trigger answers with it. OpenVR matrices are row-major 3x4 / 4x4
+in the usual maths convention (``v' = M v``), as the renderer's are.
+
+The runtime is reached only through ``vr`` (the ``openvr`` module by default:
+``init``, ``VRCompositor``, ``shutdown``), so tests can hand in stand-ins for the
+runtime's objects while every struct, constant and line of this display is real.
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ import moderngl
 import numpy as np
 import openvr
 
-from environments.display import FrameTimer
+from environments.displays.base import FrameTimer, SudsSlider
 from environments.errors import DisplayUnavailableError
 from environments.renderer import FAR_M, NEAR_M, HeadPose
 from environments.scene_state import InputKind, PatientInput
 
 if TYPE_CHECKING:
-    from environments.desktop_display import DesktopDisplay
+    from environments.displays.desktop import DesktopDisplay
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +58,6 @@ def hmd34_to_numpy(m: openvr.HmdMatrix34_t, out: np.ndarray | None = None) -> np
 def hmd44_to_numpy(m: openvr.HmdMatrix44_t) -> np.ndarray:
     """An OpenVR 4x4 (projection) matrix as a numpy array, same (row-major, maths) convention."""
     return np.array([[m.m[i][j] for j in range(4)] for i in range(4)], dtype=np.float64)
-
-
-def to_gl(matrix: np.ndarray) -> bytes:
-    """Column-major float32 bytes for a GL uniform (the transpose of the row-major matrix)."""
-    return np.ascontiguousarray(np.asarray(matrix, np.float32).T).tobytes()
 
 
 @contextlib.contextmanager
@@ -181,21 +181,32 @@ class CompositorGuard:
 
 def open_mirror(eye_size: tuple[int, int]) -> DesktopDisplay:
     """The desktop window that mirrors the left eye: vsync off, so its flip cannot hold up the headset's loop."""
-    from environments.desktop_display import DesktopDisplay
+    from environments.displays.desktop import DesktopDisplay
 
     return DesktopDisplay(eye_size=eye_size, stereo=False, msaa=0, max_fps=None, vsync=False,
                           title="vrex - headset mirror (left eye)")
 
 
+HANDS = (openvr.TrackedControllerRole_LeftHand, openvr.TrackedControllerRole_RightHand)
+
+
 class OpenVRDisplay:
-    """A SteamVR headset; optionally mirrors the left eye to a desktop window."""
+    """A SteamVR headset; optionally mirrors the left eye to a desktop window.
+
+    ``vr`` is where the runtime comes from (the ``openvr`` module: ``init``,
+    ``VRCompositor``, ``shutdown``); ``ctx`` an existing GL context to render in
+    (not released here); ``clock``/``sleep`` pace the loop while the compositor
+    refuses frames. All default to the real thing.
+    """
 
     kind = "openvr"
 
-    def __init__(self, *, msaa: int = 4, mirror: bool = False) -> None:
+    def __init__(self, *, msaa: int = 4, mirror: bool = False, vr=openvr, ctx: moderngl.Context | None = None,
+                 clock: Callable[[], float] = time.perf_counter, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._vr = vr
         try:
             with quiet_native_output():
-                self.system = openvr.init(openvr.VRApplication_Scene)
+                self.system = vr.init(openvr.VRApplication_Scene)
         except openvr.error_code.InitError as exc:
             raise DisplayUnavailableError(init_error_message(exc)) from exc
         except OSError as exc:  # the bundled libopenvr_api could not be loaded
@@ -203,35 +214,40 @@ class OpenVRDisplay:
                 f"the OpenVR library cannot be loaded ({exc}): reinstall the 'openvr' package, or use --display desktop"
             ) from exc
         self._shut = False
+        self._own_ctx = ctx is None
+        self._mirror = None
+        self.ctx = ctx
         try:
-            self.compositor = openvr.VRCompositor()
+            self.compositor = vr.VRCompositor()
             self.compositor.setTrackingSpace(openvr.TrackingUniverseStanding)
             w, h = self.system.getRecommendedRenderTargetSize()
             self.eye_size = (int(w), int(h))
             self.stereo = True
             self.msaa = msaa
-            self._mirror = None
             if mirror:
                 self._mirror = open_mirror(self.eye_size)
                 self.ctx = self._mirror.ctx
-            else:
-                from environments.headless_display import create_egl_context
+                self._own_ctx = False  # the mirror window owns it
+            elif ctx is None:
+                from environments.displays.headless import create_egl_context
 
                 self.ctx = create_egl_context()
             self.timer = FrameTimer(self.ctx)
-            self.guard = CompositorGuard(self.compositor, self.timer, period_s=frame_period_s(self.system))
+            self.guard = CompositorGuard(self.compositor, self.timer, period_s=frame_period_s(self.system),
+                                         clock=clock, sleep=sleep)
             eye_to_head = np.stack([hmd34_to_numpy(self.system.getEyeToHeadTransform(e))
                                     for e in (openvr.Eye_Left, openvr.Eye_Right)])
             proj = np.stack([hmd44_to_numpy(self.system.getProjectionMatrix(e, NEAR_M, FAR_M))
                              for e in (openvr.Eye_Left, openvr.Eye_Right)])
             self.pose = HeadPose(tracking_from_head=np.eye(4), head_from_eye=eye_to_head, proj=proj, tracked=True)
+            self.suds = SudsSlider()
+            self._clock = clock
+            self._last_poll_s = clock()
             self._poses = (openvr.TrackedDevicePose_t * openvr.k_unMaxTrackedDeviceCount)()
             self._event = openvr.VREvent_t()
             self._textures: list[openvr.Texture_t] = []
-            self._timing = openvr.Compositor_FrameTiming()
             self._last_frame_index = -1
             self._quit = False
-            self._pending: list[PatientInput] = []
         except Exception:
             self.close()
             raise
@@ -263,35 +279,55 @@ class OpenVRDisplay:
 
     def _count_missed(self) -> None:
         """Dropped and mis-presented frames from the compositor's timing of the last frame."""
-        self._timing.m_nSize = ctypes.sizeof(openvr.Compositor_FrameTiming)
-        ok = self.compositor.function_table.getFrameTiming(ctypes.byref(self._timing), 0)
-        if ok and self._timing.m_nFrameIndex != self._last_frame_index:
-            self._last_frame_index = self._timing.m_nFrameIndex
-            self.timer.add_missed(self._timing.m_nNumDroppedFrames + self._timing.m_nNumMisPresented)
+        ok, timing = self.compositor.getFrameTiming(0)
+        if ok and timing.m_nFrameIndex != self._last_frame_index:
+            self._last_frame_index = timing.m_nFrameIndex
+            self.timer.add_missed(timing.m_nNumDroppedFrames + timing.m_nNumMisPresented)
 
     def poll(self, on_input: Callable[[PatientInput], None]) -> None:
+        """Runtime events (quit, buttons) and, while SUDS is asked, the thumbsticks moving the marker."""
+        now = self._clock()
+        dt_s, self._last_poll_s = now - self._last_poll_s, now
         while self.system.pollNextEvent(self._event):
             ev = self._event
             if ev.eventType == openvr.VREvent_Quit:
                 self._quit = True
                 self.system.acknowledgeQuit_Exiting()
             elif ev.eventType == openvr.VREvent_ButtonPress:
-                kind = _BUTTONS.get(ev.data.controller.button)
+                button = ev.data.controller.button
+                if button == openvr.k_EButton_SteamVR_Trigger and self.suds.active:
+                    on_input(self.suds.confirm(now, "openvr"))
+                    continue
+                kind = _BUTTONS.get(button)
                 if kind is not None:
                     role = self.system.getControllerRoleForTrackedDeviceIndex(ev.trackedDeviceIndex)
-                    on_input(PatientInput(t_s=time.perf_counter(), kind=kind, value=float(role), source="openvr"))
+                    on_input(PatientInput(t_s=now, kind=kind, value=float(role), source="openvr"))
+        if self.suds.active:
+            self.suds.move(self._thumbstick_x(), dt_s)
         if self._mirror is not None:
             self._mirror.window.dispatch_events()
             if self._mirror._closed:
                 self._mirror.close()
                 self._mirror = None
 
+    def _thumbstick_x(self) -> float:
+        """The larger sideways deflection of the two hands' thumbstick or trackpad (axis 0), -1..1."""
+        best = 0.0
+        for role in HANDS:  # two controllers at most
+            index = self.system.getTrackedDeviceIndexForControllerRole(role)
+            if index == openvr.k_unTrackedDeviceIndexInvalid:
+                continue
+            ok, state = self.system.getControllerState(index)
+            if ok and abs(state.rAxis[0].x) > abs(best):
+                best = float(state.rAxis[0].x)
+        return best
+
     def close(self) -> None:
         if self._shut:
             return
         self._shut = True
-        if getattr(self, "_mirror", None) is not None:
+        if self._mirror is not None:
             self._mirror.close()
-        elif getattr(self, "ctx", None) is not None:
+        elif self._own_ctx and self.ctx is not None:
             self.ctx.release()
-        openvr.shutdown()
+        self._vr.shutdown()

@@ -12,33 +12,78 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
+from environments.environment import ENV_MATERIAL_BASE, Dial, Environment, EnvironmentShader, Level
 from environments.scene_build import (
     CARPET,
     FABRIC,
     GLASS,
     GRASS,
-    HAIRY,
-    PRINT,
-    SPIDER,
     WOOD,
     InstanceSet,
     SceneBuild,
     SceneLook,
-    lerp_dials,
 )
 
-NAME = "spiders"
-TITLE = "Spiders: living room"
-KIND = "phobia"
-# distance_m: floor distance from the patient's feet to the nearest free spider (its stopping point when it
-# dashes); size_cm: leg span of the largest spider; count: spiders in the room; speed: 0 still .. 1 running
-# (~0.6 m/s); approach: 0 wanders in circles, 1 darts towards the patient and back; hairiness: 0 smooth thin
-# legs .. 1 hairy thick legs (tarantula-like); contained: 1 = in a closed glass box; picture: 1 = only a framed
-# picture of a spider on the far wall; on_table: 1 = on the table in front of the patient instead of the floor.
-DIALS = ("distance_m", "size_cm", "count", "speed", "approach", "hairiness", "contained", "picture", "on_table")
+# This environment's own materials (shaded by SHADER below, nowhere else).
+SPIDER = ENV_MATERIAL_BASE  # fine glossy bristles
+HAIRY = ENV_MATERIAL_BASE + 1  # coarse matt hair (tarantula-like)
+PRINT = ENV_MATERIAL_BASE + 2  # the framed print's paper
+
+DIALS = (
+    Dial("distance_m", "m", 0.1, 6.0, 2.5, True, "floor distance from the feet to the nearest free spider "
+         "(where a darting one stops)", fear_rises_with_value=False),
+    Dial("size_cm", "cm", 0.5, 30.0, 6.0, True, "leg span of the largest spider"),
+    Dial("count", "", 1.0, 12.0, 1.0, True, "how many spiders are in the room"),
+    Dial("speed", "", 0.0, 1.0, 0.0, True, "0 still .. 1 running (about 0.6 m/s)"),
+    Dial("approach", "", 0.0, 1.0, 0.0, True, "0 wanders in circles, 1 darts towards the patient and back"),
+    Dial("hairiness", "", 0.0, 1.0, 0.2, True, "0 smooth thin legs .. 1 hairy thick legs (tarantula-like)"),
+    Dial("contained", "", 0.0, 1.0, 0.0, True, "1 keeps the spider in a closed glass box",
+         fear_rises_with_value=False),
+    Dial("picture", "", 0.0, 1.0, 0.0, True, "1 shows only a framed picture of a spider on the far wall",
+         fear_rises_with_value=False),
+    Dial("on_table", "", 0.0, 1.0, 0.0, True, "1 puts the spiders on the table in front of the patient"),
+)
+
+SHADER = EnvironmentShader(
+    vertex="""
+void env_vertex(inout vec3 p, inout vec3 n, vec4 anim, float travelled, float t) {
+    // anim = (hip x, hip z, gait phase rad, leg span m); span 0: not a leg.
+    if (anim.w <= 0.0) return;
+    // A leg swings about its hip (alternating tetrapod gait, stride ~ 0.45 leg spans) and lifts on the
+    // forward swing; a resting leg twitches now and then.
+    float gp = travelled / (0.45 * anim.w) * 6.2831853 + anim.z;
+    float walking = travelled > 0.0 ? 1.0 : 0.0;
+    float swing = walking * 0.32 * sin(gp) + 0.07 * pow(max(sin(t * 0.9 + anim.z * 2.3 + anim.x * 37.0), 0.0), 24.0);
+    vec2 d = p.xz - anim.xy;
+    float cs = cos(swing), sn = sin(swing);
+    p = vec3(cs * d.x + sn * d.y + anim.x, p.y + walking * 0.35 * length(d) * max(cos(gp), 0.0),
+             -sn * d.x + cs * d.y + anim.y);
+    n = vec3(cs * n.x + sn * n.z, n.y, -sn * n.x + cs * n.z);
+}
+""",
+    fragment=f"""
+bool env_material(float pattern, vec3 local, vec3 world, inout vec3 base, inout float spec_k, inout float shininess) {{
+    if (pattern == {SPIDER:.1f} || pattern == {HAIRY:.1f}) {{  // fine bristles; hairy: coarser and matt
+        bool hairy = pattern == {HAIRY:.1f};
+        vec3 cell = floor(local * (hairy ? 700.0 : 1400.0));
+        float bristle = hash(cell.xy + cell.z * 17.0);
+        base *= hairy ? 0.55 + 0.9 * bristle * bristle : 0.8 + 0.35 * bristle;
+        spec_k = hairy ? 0.03 : 0.25;
+        shininess = hairy ? 8.0 : 60.0;
+        return true;
+    }}
+    if (pattern == {PRINT:.1f}) {{  // framed print: paper white with a faint grain
+        base *= 0.95 + 0.05 * hash(floor(local.xy * 300.0));
+        return true;
+    }}
+    return false;
+}}
+""",
+)
 
 
 def _lv(distance_m, size_cm, count, speed, approach=0.0, hairiness=0.2, contained=0.0, picture=0.0, on_table=0.0):
@@ -86,8 +131,6 @@ _LEVELS: list[tuple[str, str, dict[str, float]]] = [
      _lv(0.25, 15, 8, 0.7, approach=1.0, hairiness=1.0)),
 ]
 
-LEVELS = tuple((title, desc) for title, desc, _ in _LEVELS)
-LEVEL_DIALS = [d for _, _, d in _LEVELS]
 
 LOOK = SceneLook(
     sun_dir=(-0.78, 0.5, -0.25),  # low afternoon sun through the window in the left wall
@@ -378,12 +421,10 @@ def _placement(d: dict[str, float]):
     return np.stack([x, y, z], 1), yaw, span, motion, hair
 
 
-def build(level: int, intensity: float, overrides) -> SceneBuild:
-    """The living room at this level: the picture, a closed box, or free spiders, still or moving."""
-    d = lerp_dials(LEVEL_DIALS, level, intensity, overrides)
+def build_scene(d: Mapping[str, float]) -> SceneBuild:
+    """The living room for one setting of the dials: the picture, a closed box, or free spiders."""
     s = InstanceSet()
-    for mesh, parts in _room()._opaque.items():
-        s._opaque[mesh].extend(parts)
+    s.include(_room())
     px, py, pz = PICTURE_CENTER
     target = np.array([0.0, 0.0, -float(d["distance_m"])])
     if d["picture"] >= 0.5:
@@ -431,3 +472,21 @@ def build(level: int, intensity: float, overrides) -> SceneBuild:
         shadow_center=(0.0, 1.2, -2.0),
         shadow_radius_m=5.0,
     )
+
+
+class Spiders(Environment):
+    """A sunny living room where spiders appear: picture, closed box, then free spiders nearer, bigger, faster."""
+
+    name = "spiders"
+    title = "Spiders: living room"
+    kind = "phobia"
+    targets = ("arachnophobia",)
+    dials = DIALS
+    levels = tuple(Level(title, description, dials) for title, description, dials in _LEVELS)
+    shader = SHADER
+
+    def build(self, dials: Mapping[str, float]) -> SceneBuild:
+        return build_scene(dials)
+
+
+ENVIRONMENT = Spiders()

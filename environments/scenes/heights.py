@@ -13,25 +13,33 @@ import math
 
 import numpy as np
 
+from collections.abc import Mapping
+
+from environments.environment import Dial, Environment, Level
 from environments.scene_build import (
     GLASS,
     GRASS,
     PAVING,
-    PLAIN,
     ROAD,
     WINDOWS,
     InstanceSet,
     SceneBuild,
     SceneLook,
-    lerp_dials,
     yaw_quat,
 )
 
-NAME = "heights"
-TITLE = "Heights: city tower balcony"
-KIND = "phobia"
 TOWER_HEIGHT_M = 160.0
-DIALS = ("height_m", "edge_m", "railing_m", "see_through", "glass_floor", "wind")
+
+DIALS = (
+    Dial("height_m", "m", 0.0, TOWER_HEIGHT_M, 0.0, True, "how high above the plaza the patient stands"),
+    Dial("edge_m", "m", 0.1, 8.0, 1.0, True, "distance from the patient's feet to the edge",
+         fear_rises_with_value=False),
+    Dial("railing_m", "m", 0.0, 1.2, 1.1, True, "height of the railing or parapet at the edge",
+         fear_rises_with_value=False),
+    Dial("see_through", "", 0.0, 1.0, 0.0, True, "what the railing is made of: 0 solid parapet, 0.5 bars, 1 glass"),
+    Dial("glass_floor", "", 0.0, 1.0, 0.0, True, "share of the deck that is a glass floor (1: standing on it)"),
+    Dial("wind", "", 0.0, 1.0, 0.1, True, "wind strength: sways the trees and flags, 1 is gusting"),
+)
 
 # (title, description, dials). see_through: 0 solid parapet, 0.5 bars, 1 glass.
 _LEVELS: list[tuple[str, str, dict[str, float]]] = [
@@ -63,8 +71,6 @@ _LEVELS: list[tuple[str, str, dict[str, float]]] = [
      dict(height_m=160.0, edge_m=0.3, railing_m=0.3, see_through=0.0, glass_floor=0.0, wind=1.0)),
 ]
 
-LEVELS = tuple((title, desc) for title, desc, _ in _LEVELS)
-LEVEL_DIALS = [d for _, _, d in _LEVELS]
 
 LOOK = SceneLook(
     sun_dir=(0.45, 0.7, -0.55),
@@ -141,13 +147,11 @@ def _gaze_pitch(height_m: float, edge_m: float, railing_m: float, glass_floor: f
     return min(0.95, max(to_railing - math.radians(25.0), min(0.6, 0.12 + height_m / 300.0)))
 
 
-def build(level: int, intensity: float, overrides) -> SceneBuild:
-    """The tower at this level: the static city plus the balcony, railing, glass, flags and birds."""
-    d = lerp_dials(LEVEL_DIALS, level, intensity, overrides)
+def build_scene(d: Mapping[str, float]) -> SceneBuild:
+    """The tower for one setting of the dials: the static city plus the balcony, railing, glass, flags and birds."""
     s = InstanceSet()
     city = _city()
-    for mesh, parts in city._opaque.items():
-        s._opaque[mesh].extend(parts)
+    s.include(city)
     h = d["height_m"]
     on_roof = h >= TOWER_HEIGHT_M - 0.5
     glass = min(max(d["glass_floor"], 0.0), 1.0)
@@ -218,3 +222,20 @@ def build(level: int, intensity: float, overrides) -> SceneBuild:
         shadow_center=(0.0, max(h - 20.0, 0.0), -20.0),
         shadow_radius_m=70.0,
     )
+
+
+class Heights(Environment):
+    """A balcony on a city tower: higher, nearer the edge, less solid protection, more wind."""
+
+    name = "heights"
+    title = "Heights: city tower balcony"
+    kind = "phobia"
+    targets = ("acrophobia",)
+    dials = DIALS
+    levels = tuple(Level(title, description, dials) for title, description, dials in _LEVELS)
+
+    def build(self, dials: Mapping[str, float]) -> SceneBuild:
+        return build_scene(dials)
+
+
+ENVIRONMENT = Heights()

@@ -2,8 +2,9 @@
 
 Controls: drag with the mouse to look around, W/A/S/D to walk, Esc pauses
 (PatientInput PAUSE), F11 toggles fullscreen, number keys answer the SUDS
-prompt (0 = 0, 1..9 = 10..90, ``=`` = 100; ``-``/``+`` move a 5-point slider
-and Enter submits it), Space asks to stop (STOP), Tab switches mono/stereo.
+prompt (0 = 0, 1..9 = 10..90, ``=`` = 100), or the arrow keys, ``-``/``+`` and
+the mouse wheel move the panel's 0-100 marker 5 points and Enter answers with
+it; Space asks to stop (STOP), Tab switches mono/stereo.
 The only module that imports pyglet.
 """
 
@@ -20,7 +21,7 @@ import moderngl
 import numpy as np
 
 from environments import shaders
-from environments.display import FrameTimer, Pacer
+from environments.displays.base import FrameTimer, Pacer, SudsSlider
 from environments.errors import DisplayUnavailableError
 from environments.renderer import HeadPose, rotation_x, rotation_y, translation
 from environments.scene_state import InputKind, PatientInput
@@ -88,7 +89,7 @@ class DesktopDisplay:
         self._yaw = 0.0
         self._pitch = 0.0
         self._pos = np.array([0.0, self.pose.tracking_from_head[1, 3], 0.0])
-        self._slider = 50
+        self.suds = SudsSlider()
         self._last_t = time.perf_counter()
         self._blit = self.ctx.program(vertex_shader=shaders.BLIT_VS, fragment_shader=shaders.BLIT_FS)
         self._blit["u_tex"].value = 0
@@ -122,15 +123,21 @@ class DesktopDisplay:
             self._emit(InputKind.SUDS, float(10 * (symbol - k._0)))
         elif symbol == k.EQUAL and not modifiers & k.MOD_SHIFT:
             self._emit(InputKind.SUDS, 100.0)
-        elif symbol in (k.PLUS, k.NUM_ADD) or (symbol == k.EQUAL and modifiers & k.MOD_SHIFT):
-            self._slider = min(100, self._slider + 5)
-            self.window.set_caption(f"vrex - SUDS {self._slider} (Enter to answer)")
-        elif symbol in (k.MINUS, k.NUM_SUBTRACT):
-            self._slider = max(0, self._slider - 5)
-            self.window.set_caption(f"vrex - SUDS {self._slider} (Enter to answer)")
-        elif symbol in (k.ENTER, k.NUM_ENTER):
-            self._emit(InputKind.SUDS, float(self._slider))
+        elif symbol in (k.PLUS, k.NUM_ADD, k.RIGHT, k.UP) or (symbol == k.EQUAL and modifiers & k.MOD_SHIFT):
+            self._step_suds(5)
+        elif symbol in (k.MINUS, k.NUM_SUBTRACT, k.LEFT, k.DOWN):
+            self._step_suds(-5)
+        elif symbol in (k.ENTER, k.NUM_ENTER, k.RETURN):
+            self._pending.append(self.suds.confirm(time.perf_counter(), "desktop"))
         return True  # handled: Esc must not close the window
+
+    def _step_suds(self, points: float) -> None:
+        self.suds.step(points)
+        self.window.set_caption(f"vrex - SUDS {self.suds.value:.0f} (Enter to answer)")
+
+    def on_mouse_scroll(self, x, y, scroll_x, scroll_y) -> None:
+        if scroll_y:
+            self._step_suds(5 if scroll_y > 0 else -5)
 
     def on_mouse_drag(self, x, y, dx, dy, buttons, modifiers) -> None:
         self._yaw -= dx * LOOK_RAD_PER_PX

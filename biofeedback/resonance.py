@@ -277,3 +277,21 @@ class ResonanceAssessment:
         if missing:
             explanation += f"; not measured (too few clean beats): {', '.join(f'{r:g}' for r in missing)} breaths/min"
         return ResonanceResult(best.breaths_per_min, rates, explanation)
+
+
+#: the HR swing that fills the calm-response dial (rsa_amplitude): ~20 bpm peak to trough is a strong resonance response
+CALM_FULL_SCALE_BPM = 20.0
+
+
+def calm_response(measures: OscillationMeasures, measure: str = "coherence") -> float:
+    """The HRV-biofeedback scene's calm-response dial, 0..1, from the chosen measure.
+
+    ``coherence`` is already 0..1; ``rsa_amplitude`` maps the per-breath swing
+    linearly onto 0..``CALM_FULL_SCALE_BPM``, so the dial rises as breathing
+    locks to the pacer and the heart answers each breath.
+    """
+    if measure == "coherence":
+        return float(min(1.0, max(0.0, measures.coherence)))
+    if measure == "rsa_amplitude":
+        return float(min(1.0, max(0.0, measures.peak_to_trough_bpm / CALM_FULL_SCALE_BPM)))
+    raise ValueError(f"unknown calm measure {measure!r}: expected 'coherence' or 'rsa_amplitude'")

@@ -13,7 +13,7 @@ import pytest
 
 from biofeedback.clock import VirtualClock
 from biofeedback.records import HeartSample
-from biofeedback.resonance import ResonanceAssessment, ResonanceMonitor, measure_oscillation
+from biofeedback.resonance import ResonanceAssessment, ResonanceMonitor, calm_response, measure_oscillation
 from biofeedback.rr import RRCleaner
 from biofeedback.simulated import SimulatedSensor
 
@@ -78,7 +78,8 @@ def test_hrv_biofeedback_measure_rises_as_breathing_locks_to_the_pacer():
         fed[0] = len(beats)
         snap = monitor.update(t_s, pacer(t_s))
         if snap is not None:
-            series.append((t_s, snap.measures.peak_to_trough_bpm, snap.measures.coherence))
+            series.append((t_s, snap.measures.peak_to_trough_bpm, snap.measures.coherence,
+                           calm_response(snap.measures, "rsa_amplitude")))
 
     simulate(3, 360.0, pacer, on_second)
     arr = np.array(series)
@@ -87,6 +88,7 @@ def test_hrv_biofeedback_measure_rises_as_breathing_locks_to_the_pacer():
     assert len(before) > 40 and len(locked) > 90  # one value a second
     assert locked[:, 1].mean() > 1.8 * before[:, 1].mean()
     assert locked[:, 2].mean() > before[:, 2].mean() + 0.1
+    assert locked[:, 3].mean() > before[:, 3].mean() + 0.2 and locked[:, 3].max() <= 1.0  # the scene's dial
 
 
 def test_measures_of_a_known_sinusoid():

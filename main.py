@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree; sub-commands come from each package's ``cli`` module."""
-    from biofeedback import bench_signal
+    from bench import cli as bench_cli
     from biofeedback import cli as biofeedback_cli
     from environments import cli as environments_cli
     from therapy import cli as therapy_cli
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_demo(commands)
     therapy_cli.register(commands, bench)
     biofeedback_cli.register(commands, bench)
-    bench_signal.register(bench)
+    bench_cli.register(bench)
     environments_cli.register(commands, bench)
     __import__("protocols.cli").cli.register(commands, bench)
     return parser

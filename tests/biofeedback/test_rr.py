@@ -82,7 +82,7 @@ def test_impossible_value_dropped_and_no_difference_across_it():
 
 
 def test_streaming_equals_batch_for_any_chunking(shared_data_dir):
-    from biofeedback.bench_signal import inject_artifacts
+    from bench.signal import inject_artifacts
 
     nn = np.load(shared_data_dir / "nsrdb" / "SampleNNISeriesLong.npy").astype(float)[:1500]
     rr = inject_artifacts(nn, 0.05, np.random.default_rng(3)).rr_ms
@@ -102,7 +102,7 @@ def test_streaming_equals_batch_for_any_chunking(shared_data_dir):
 
 
 def test_injected_artefacts_mostly_found(shared_data_dir):
-    from biofeedback.bench_signal import detection_scores, inject_artifacts
+    from bench.signal import detection_scores, inject_artifacts
 
     nn = np.load(shared_data_dir / "nsrdb" / "SampleNNISeriesLong.npy").astype(float)[:2000]
     inj = inject_artifacts(nn, 0.05, np.random.default_rng(11))
@@ -133,7 +133,7 @@ def test_extra_beat_with_normal_looking_first_fragment_merges_the_right_pair():
 
 
 def test_no_false_flags_on_clean_synthetic_rsa_at_6_per_min():
-    from biofeedback.bench_signal import synthetic_rsa
+    from bench.signal import synthetic_rsa
 
     for amp in (40.0, 80.0, 160.0):  # HR swings of ~6 to ~25 bpm
         rr = synthetic_rsa(600, 0.1, amp, seed=int(amp))
@@ -158,7 +158,7 @@ def test_gap_is_not_an_artefact_and_no_difference_across_it():
 
 
 def test_missed_beat_double_interval_split_even_during_rsa():
-    from biofeedback.bench_signal import synthetic_rsa
+    from bench.signal import synthetic_rsa
 
     rr = synthetic_rsa(200, 0.1, 60.0, seed=3)
     missed = np.concatenate([rr[:100], [rr[100] + rr[101]], rr[102:]])

@@ -26,6 +26,24 @@ log = logging.getLogger(__name__)
 DEFAULT_SIZES = ("1440x1600", "640x720")
 PYTHON_MS_TARGET = 1.0
 DRAWS_PER_EYE_TARGET = 40
+DEFAULT_JSON = Path("bench-results") / "render.json"
+
+
+def register(bench: argparse._SubParsersAction) -> None:
+    """Add ``bench render`` to the bench sub-commands."""
+    b = bench.add_parser("render", help="stereo frame cost of every environment at its lowest and highest level")
+    b.add_argument("--size", action="append", default=None, metavar="WxH",
+                   help="per-eye size, repeatable (default 1440x1600 and 640x720)")
+    b.add_argument("--frames", type=int, default=60, help="timed frames per row (default 60)")
+    b.add_argument("--msaa", type=int, default=0, choices=(0, 2, 4, 8), help="multisampling (default 0)")
+    b.add_argument("--backend", default="egl", choices=("egl",), help="GL context backend (egl uses the GPU's EGL when present)")
+    b.add_argument("--environment", action="append", default=None, metavar="ENV", help="only these environments")
+    b.add_argument("--quick", action="store_true", help="smoke test: 128x128, 5 frames")
+    b.add_argument("--leak-frames", type=int, default=0, metavar="N",
+                   help="also render N frames and report growth of Python memory, Python objects and GL objects")
+    b.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="FILE",
+                   help=f"JSON output (default {DEFAULT_JSON})")
+    b.set_defaults(handler=run_bench)
 
 
 def _moderngl_objects() -> int:
@@ -130,9 +148,9 @@ def run_bench(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from environments import registry
-    from environments.display import parse_size
+    from environments.displays import parse_size
     from environments.errors import RenderError
-    from environments.headless_display import create_egl_context
+    from environments.displays.headless import create_egl_context
 
     if args.quick:
         sizes = [(128, 128)]

@@ -1,0 +1,18 @@
+"""Registers every benchmark as a ``bench`` sub-command on main.py's parser.
+
+One place lists the benchmarks, so the library packages' own ``cli`` modules
+register only product commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(bench: argparse._SubParsersAction) -> None:
+    """Add ``bench signal``, ``bench render`` and ``bench link`` to the bench sub-commands."""
+    from bench import link, render, signal
+
+    signal.register(bench)
+    render.register(bench)
+    link.register(bench)

@@ -1,20 +1,15 @@
-"""Session events and the one bus they travel on.
+"""Session events: everything that happens in a session, as immutable records.
 
-Everything that happens in a session is an immutable event with a session-clock
-timestamp ``t_s``. Subscribers (the session store, the progress view, later the
-LSL marker outlet, the XDF writer and the console) receive every event in order,
-on the runtime's asyncio thread; a subscriber that fails is logged and dropped
-from that delivery, never allowed to break the session.
+Every event has a session-clock timestamp ``t_s`` and, once published through
+the :class:`~therapy.live.LiveSession`, the session's id. Observers (the store,
+the progress view, the console, LSL outlets, the XDF writer) receive them in
+publication order through the live session, each on its own thread.
 """
 
 from __future__ import annotations
 
 import enum
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass, fields
-
-log = logging.getLogger(__name__)
+from dataclasses import dataclass, field, fields
 
 
 class Phase(enum.Enum):
@@ -40,16 +35,18 @@ class Event:
     """Base of every session event."""
 
     t_s: float
+    #: set by the live session when the event is published (events are built without it)
+    session_id: str = field(default="", kw_only=True)
 
     @property
     def kind(self) -> str:
         return type(self).__name__
 
     def payload(self) -> dict[str, object]:
-        """Fields other than ``t_s`` as JSON-ready values (enums by value)."""
+        """Fields other than ``t_s`` and ``session_id`` as JSON-ready values (enums by value)."""
         out: dict[str, object] = {}
         for f in fields(self):
-            if f.name == "t_s":
+            if f.name in ("t_s", "session_id"):
                 continue
             value = getattr(self, f.name)
             out[f.name] = value.value if isinstance(value, enum.Enum) else value
@@ -70,6 +67,7 @@ class LevelChanged(Event):
     previous: int | None
     cause: str  # "protocol" | "controller" | "therapist" | "safety"
     reason: str
+    step: int | None = None  # position in this session's hierarchy (``level`` is the environment's level)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,26 +141,19 @@ class SensorEvent(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class LoopLagged(Event):
+    """The session loop fell behind its clock (a busy CPU): reported, never decided on.
+
+    On a paced clock (simulated sensors) the session slows down instead of skipping, so every decision is the
+    one an idle machine makes; on the real clock, missed ticks are skipped after the sensor records queued
+    meanwhile have reached the pipeline. ``lag_s`` is in session seconds; ``0`` when it has recovered.
+    """
+
+    lag_s: float
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class SessionEnded(Event):
     status: EndStatus
     reason: str
-
-
-Subscriber = Callable[[Event], None]
-
-
-class EventBus:
-    """Synchronous fan-out of events to subscribers, in publication order."""
-
-    def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
-
-    def subscribe(self, fn: Subscriber) -> None:
-        self._subscribers.append(fn)
-
-    def publish(self, event: Event) -> None:
-        for fn in self._subscribers:
-            try:
-                fn(event)
-            except Exception:  # a broken subscriber must not break the session
-                log.exception("event subscriber %r failed on %s", fn, event.kind)

@@ -18,6 +18,7 @@ from therapy.events import (
     Event,
     HeartSampled,
     LevelChanged,
+    LoopLagged,
     Phase,
     PhaseChanged,
     SafetyAlert,
@@ -119,6 +120,8 @@ class SessionTally:
                 return f"[{stamp}] level {event.level} ({event.cause}): {event.reason}"
             case SafetyAlert():
                 return f"[{stamp}] SAFETY {event.code}: {event.message}"
+            case LoopLagged():
+                return f"[{stamp}] {event.detail}"
             case SessionEnded():
                 return f"[{stamp}] session {event.status.value}: {event.reason}"
         return None

@@ -27,17 +27,27 @@ class SafetyVerdict:
     message: str = ""
 
 
+#: Age assumed when the patient's birth year is not known: older than most patients, so the ceiling errs low.
+UNKNOWN_AGE_YEARS = 60.0
+
+
 def tanaka_hr_max_bpm(age_years: float) -> float:
     """Age-predicted maximum heart rate (Tanaka et al. 2001)."""
     return 208.0 - 0.7 * age_years
 
 
 class SafetySupervisor:
-    """Evaluates each heart state against the protocol's safety limits."""
+    """Evaluates each heart state against the protocol's safety limits and the patient's age.
 
-    def __init__(self, spec: SafetySpec) -> None:
+    The protocol sets the fraction of the age-predicted maximum; the age is the patient's (from their record),
+    :data:`UNKNOWN_AGE_YEARS` when it is not known.
+    """
+
+    def __init__(self, spec: SafetySpec, *, age_years: float | None = None) -> None:
         self._spec = spec
-        self.hr_max_bpm = tanaka_hr_max_bpm(spec.age_years)
+        self.age_known = age_years is not None
+        self.age_years = float(age_years) if age_years is not None else UNKNOWN_AGE_YEARS
+        self.hr_max_bpm = tanaka_hr_max_bpm(self.age_years)
         self.ceiling_bpm = spec.hr_ceiling_fraction * self.hr_max_bpm
         self._above_since_s: float | None = None
         self._stale_since_s: float | None = None

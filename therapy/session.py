@@ -3,9 +3,17 @@
 It runs on the asyncio loop: it feeds sensor records into the heart pipeline,
 ticks the protocol's state machine (baseline -> exposure -> recovery), asks the
 controller for a decision, lets the safety supervisor veto it, applies commands,
-publishes every event on the bus and swaps a new :class:`SceneState` into the
-box the render loop reads. It never waits for the renderer and the renderer
-never waits for it.
+publishes every event (and every raw sensor record) through the
+:class:`~therapy.live.LiveSession` and swaps a new :class:`SceneState` into the
+box the render loop reads. It never waits for the renderer, an observer or the
+disk, and none of them waits for it.
+
+A busy CPU never changes a decision: before each tick the loop yields until
+every task whose time has come (the sensor's above all) has run, so the tick
+reads a pipeline that has every record due; a loop that is behind skips the
+ticks it missed instead of bursting through them on stale data, and reports
+the lag (:class:`~therapy.events.LoopLagged`). On a paced clock (simulated
+sensors) time itself waits for the session, so nothing is ever skipped.
 """
 
 from __future__ import annotations
@@ -13,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from biofeedback.clock import Clock
 from biofeedback.errors import BiofeedbackError
 from biofeedback.pipeline import HeartPipeline
-from biofeedback.records import HeartState, LinkEvent, PayloadError
+from biofeedback.records import HeartState, LinkEvent, PayloadError, SensorRecord
 from biofeedback.sensor import HeartSensor
 from environments.registry import EnvironmentInfo
 from environments.scene_state import SceneState, SceneStateBox
@@ -32,9 +40,9 @@ from therapy.events import (
     BeatRecorded,
     EndStatus,
     Event,
-    EventBus,
     HeartSampled,
     LevelChanged,
+    LoopLagged,
     Phase,
     PhaseChanged,
     Recommendation,
@@ -45,6 +53,7 @@ from therapy.events import (
     SudsPrompted,
     SudsRecorded,
 )
+from therapy.live import LiveSession
 from therapy.safety import SafetySupervisor
 
 log = logging.getLogger(__name__)
@@ -86,6 +95,8 @@ class SessionRuntime:
     """Runs one session to its end; :meth:`run` returns how it ended."""
 
     tick_s = 0.25
+    #: a loop this far behind its clock (session seconds) reports the lag; half of it again ends the report
+    lag_report_s = 1.0
     hr_sample_period_s = 1.0
     fade_in_s = 1.5
     safety_resume_after_s = 60.0
@@ -102,26 +113,43 @@ class SessionRuntime:
         environment: EnvironmentInfo,
         safe_environment: EnvironmentInfo,
         plan: SessionPlan,
-        bus: EventBus,
-        commands: cmd.CommandQueue,
+        live: LiveSession,
         scene: SceneStateBox,
+        patient_age_years: float | None = None,
+        hierarchy: Sequence[int] | None = None,
+        records: AsyncIterator[SensorRecord] | None = None,
     ) -> None:
+        """``hierarchy``: the environment levels of this patient's steps, in order (default: the protocol's
+        ``start_level..max_level``). ``records``: the sensor's record stream when the caller already started
+        it (e.g. to wait for a valid signal before the session); else ``sensor.records()``."""
         self._clock = clock
         self._sensor = sensor
+        self._records = records
         self._pipeline = pipeline
         self._protocol = protocol
         self._env = environment
         self._safe_env = safe_environment
         self._plan = plan
-        self._bus = bus
-        self._commands = commands
+        self._live = live
+        self._commands = live.commands
         self._scene = scene
         top = len(environment.levels) - 1
-        self._max_level = min(protocol.exposure.max_level if protocol.exposure.max_level is not None else top, top)
+        if hierarchy:
+            self._levels = tuple(int(v) for v in hierarchy)
+            bad = [v for v in self._levels if not 0 <= v <= top]
+            if bad:
+                raise TherapyError(f"hierarchy levels {bad} are outside {environment.name}'s levels 0..{top}")
+            first = 0
+        else:
+            max_level = min(protocol.exposure.max_level if protocol.exposure.max_level is not None else top, top)
+            self._levels = tuple(range(0, max_level + 1))
+            first = min(protocol.exposure.start_level, max_level)
+        self._max_step = len(self._levels) - 1
         self._controller = make_controller(protocol.controller, min_hold_s=protocol.exposure.min_hold_s)
-        self._safety = SafetySupervisor(protocol.safety)
+        self._safety = SafetySupervisor(protocol.safety, age_years=patient_age_years)
         self.phase = Phase.STARTING
-        self.level = min(protocol.exposure.start_level, self._max_level)
+        self.step = first
+        self.level = self._levels[first]
         self._t0 = clock.now()
         self._shown_level = float(self.level)  # what the patient sees: ramps towards self.level
         self._env_switched_s = self._t0
@@ -153,21 +181,46 @@ class SessionRuntime:
     def plan(self) -> SessionPlan:
         return self._plan
 
+    @property
+    def hierarchy(self) -> tuple[int, ...]:
+        """The environment levels of this session's steps, in order."""
+        return self._levels
+
     async def run(self) -> EndStatus:
         """Run the whole session; cancel-safe (a cancelled run ends as interrupted)."""
         sensor_task = asyncio.create_task(self._pump_sensor(), name="vrex-sensor")
         command_task = asyncio.create_task(self._pump_commands(), name="vrex-commands")
+        lagging = False
         try:
-            self._set_phase(Phase.BASELINE, "session started: measuring the resting baseline")
-            self._pipeline.begin_baseline(self._clock.now())
-            next_tick = self._clock.now()
+            now = self._clock.now()
+            self._set_phase(Phase.BASELINE, "session started: measuring the resting baseline", now)
+            self._pipeline.begin_baseline(now)
+            next_tick = now
             while self._ended is None or self._clock.now() < self._close_at_s:
                 next_tick += self.tick_s
                 await self._clock.sleep_until(next_tick)
+                now = self._clock.now()
+                lag_s = now - next_tick
+                if lag_s >= self.tick_s:
+                    # Behind (a busy CPU): let every starved task run first, so the tick reads a pipeline that
+                    # has the records queued meanwhile, and skip the missed ticks instead of bursting them.
+                    for _ in range(4):
+                        await asyncio.sleep(0)
+                    now = self._clock.now()
+                    lag_s = now - next_tick
+                    next_tick += self.tick_s * math.floor(lag_s / self.tick_s)
+                lag_s = max(lag_s, getattr(self._clock, "lag_s", 0.0))
+                if not lagging and lag_s >= self.lag_report_s:
+                    lagging = True
+                    self._publish(LoopLagged(now, lag_s, f"the session loop is {lag_s:.1f} s behind its clock "
+                                                          "(busy CPU): decisions wait for it"))
+                elif lagging and lag_s < self.lag_report_s / 2:
+                    lagging = False
+                    self._publish(LoopLagged(now, 0.0, "the session loop has caught up"))
                 if self._ended is None:
-                    self._guarded_tick(self._clock.now())
+                    self._guarded_tick(now)
                 else:  # closing: the record is final, the patient still sees the fade finish
-                    self._publish_scene(self._clock.now())
+                    self._publish_scene(now)
         except asyncio.CancelledError:
             if self._ended is None:
                 self._end(EndStatus.INTERRUPTED, "the session was cancelled")
@@ -186,7 +239,9 @@ class SessionRuntime:
 
     async def _pump_sensor(self) -> None:
         try:
-            async for record in self._sensor.records():
+            records = self._records if self._records is not None else self._sensor.records()
+            async for record in records:
+                self._live.publish_raw(record, self._clock.now())
                 try:
                     self._pipeline.feed(record)
                 except Exception:  # one record the pipeline cannot take must not stop the stream
@@ -238,12 +293,14 @@ class SessionRuntime:
                 if self.phase is Phase.SAFE_PLACE:
                     self._resume_exposure(now, f"resumed by the {command.source}")
             case cmd.SetLevel():
-                if not 0 <= command.level <= self._max_level:
+                if command.level not in self._levels:
                     raise TherapyError(
-                        f"level {command.level} is outside 0..{self._max_level} for {self._env.name}"
+                        f"level {command.level} is not one of this session's levels of {self._env.name} "
+                        f"({_ranges(self._levels)})"
                     )
                 if self.phase is Phase.EXPOSURE:
-                    self._change_level(command.level, now, "therapist", command.reason)
+                    self._change_step(self._levels.index(command.level), now, "therapist",
+                                      f"{command.reason} ({command.source})")
             case cmd.AnswerSuds():
                 if not 0 <= command.value <= 100:
                     raise TherapyError(f"SUDS {command.value} is outside 0..100")
@@ -300,7 +357,7 @@ class SessionRuntime:
                 self._finish_baseline(now)
         elif self.phase in (Phase.EXPOSURE, Phase.SAFE_PLACE):
             if elapsed >= self._plan.exposure_end_s:
-                self._set_phase(Phase.RECOVERY, "exposure time is over: recovery with paced breathing")
+                self._set_phase(Phase.RECOVERY, "exposure time is over: recovery with paced breathing", now)
                 self._switch_environment(self._safe_env.name, now)
             elif self.phase is Phase.EXPOSURE:
                 self._exposure_tick(now, heart)
@@ -331,11 +388,11 @@ class SessionRuntime:
             )
         if self._stop_requested is not None:
             self._safe_place_cause = "patient"
-            self._set_phase(Phase.SAFE_PLACE, f"baseline done; exposure waits: {self._stop_requested}")
+            self._set_phase(Phase.SAFE_PLACE, f"baseline done; exposure waits: {self._stop_requested}", now)
             return
-        self._set_phase(Phase.EXPOSURE, f"baseline done: exposure starts at level {self.level}")
+        self._set_phase(Phase.EXPOSURE, f"baseline done: exposure starts at level {self.level}", now)
         self._switch_environment(self._env.name, now)
-        self._change_level(self.level, now, "protocol", "first level of the protocol", force=True)
+        self._change_step(self.step, now, "protocol", "first level of the protocol", force=True)
 
     def _exposure_tick(self, now: float, heart: HeartState) -> None:
         verdict = self._safety.check(now, heart, exposed=True)
@@ -345,14 +402,14 @@ class SessionRuntime:
         if verdict.go_to_safe_place:
             self._enter_safe_place(now, "safety", verdict.message)
             return
-        decision = self._controller.decide(now, heart, self.level, self._max_level)
+        decision = self._controller.decide(now, heart, self.step, self._max_step)
         if decision.action == "up" and not verdict.allow_step_up:
             decision = Decision("hold", f"safety supervisor vetoed a step up: {decision.reason}", "safety_veto")
         self._recommend(now, decision)
         if decision.action == "up":
-            self._change_level(self.level + 1, now, "controller", decision.reason)
+            self._change_step(self.step + 1, now, "controller", decision.reason)
         elif decision.action == "down":
-            self._change_level(self.level - 1, now, "controller", decision.reason)
+            self._change_step(self.step - 1, now, "controller", decision.reason)
 
     def _safe_place_tick(self, now: float, heart: HeartState) -> None:
         self._safety.check(now, heart, exposed=False)
@@ -387,20 +444,21 @@ class SessionRuntime:
         self._last_recommendation = decision.code
         self._publish(Recommendation(now, decision.action, decision.code, decision.reason, self.level))
 
-    def _change_level(self, level: int, now: float, cause: str, reason: str, *, force: bool = False) -> None:
-        level = max(0, min(level, self._max_level))
-        if level == self.level and not force:
+    def _change_step(self, step: int, now: float, cause: str, reason: str, *, force: bool = False) -> None:
+        step = max(0, min(step, self._max_step))
+        if step == self.step and not force:
             return
         previous = None if force else self.level
-        self.level = level
+        self.step = step
+        self.level = self._levels[step]
         self._exposure_started = True
-        self._controller.on_level_changed(now, level)
+        self._controller.on_level_changed(now, step)
         self._last_recommendation = None
-        self._publish(LevelChanged(now, self._env.name, level, previous, cause, reason))
+        self._publish(LevelChanged(now, self._env.name, self.level, previous, cause, reason, step=step))
 
     def _enter_safe_place(self, now: float, source: str, reason: str) -> None:
         self._safe_place_cause = source
-        self._set_phase(Phase.SAFE_PLACE, f"{reason} ({source})")
+        self._set_phase(Phase.SAFE_PLACE, f"{reason} ({source})", now)
         self._switch_environment(self._safe_env.name, now, white=True)
         self._suds_deadline_s = None
 
@@ -408,14 +466,13 @@ class SessionRuntime:
         self._safe_place_cause = None
         self._stop_requested = None
         was_exposed = self._exposure_started
-        resume_level = max(0, self.level - 1) if was_exposed else self.level
-        self._set_phase(Phase.EXPOSURE, f"{reason}: exposure resumes at level {resume_level}")
+        resume_step = max(0, self.step - 1) if was_exposed else self.step
+        self._set_phase(Phase.EXPOSURE, f"{reason}: exposure resumes at level {self._levels[resume_step]}", now)
         self._switch_environment(self._env.name, now)
         why = "resuming one level lower after the safe place" if was_exposed else "first level of the protocol"
-        self._change_level(resume_level, now, "protocol", why, force=True)
+        self._change_step(resume_step, now, "protocol", why, force=True)
 
-    def _set_phase(self, phase: Phase, reason: str) -> None:
-        now = self._clock.now()
+    def _set_phase(self, phase: Phase, reason: str, now: float) -> None:
         previous, self.phase = self.phase, phase
         self._phase_since_s = now
         self._publish(PhaseChanged(now, phase, previous, reason))
@@ -434,14 +491,14 @@ class SessionRuntime:
         self._ended = (status, reason)
         self._close_at_s = now + self.closing_s
         if self.phase is not Phase.ENDED:
-            self._set_phase(Phase.ENDED, reason)
+            self._set_phase(Phase.ENDED, reason, now)
         self._publish(SessionEnded(now, status, reason))
         self._publish_scene(now)
 
     # -- outputs ------------------------------------------------------------------------------
 
     def _publish(self, event: Event) -> None:
-        self._bus.publish(event)
+        self._live.publish(event)
 
     def _publish_scene(self, now: float) -> None:
         # The scene moves towards a new level over ramp_s (level + intensity = how far), never in one jump.
@@ -449,7 +506,7 @@ class SessionRuntime:
         step = self.tick_s / ramp_s if ramp_s > 0 else float("inf")
         delta = self.level - self._shown_level
         self._shown_level = float(self.level) if abs(delta) <= step else self._shown_level + math.copysign(step, delta)
-        shown_level = min(int(math.floor(self._shown_level)), self._max_level)
+        shown_level = min(int(math.floor(self._shown_level)), len(self._env.levels) - 1)
         shown_fraction = self._shown_level - shown_level
         fade = max(0.0, 1.0 - (now - self._env_switched_s) / self.fade_in_s)
         if self.phase is Phase.ENDED and self._ended is not None and self._ended[0] is EndStatus.COMPLETED:
@@ -496,3 +553,17 @@ def drive_from_scene(scene: SceneStateBox, levels: int) -> Callable[[], float]:
 def initial_scene(safe_environment: str) -> SceneState:
     """The scene shown before the session publishes its first state."""
     return SceneState(environment=safe_environment, level=0, fade=1.0, safe_place=True)
+
+
+def _ranges(levels: Sequence[int]) -> str:
+    """``(0, 1, 2, 5)`` -> ``"0-2, 5"``: valid levels in an error message."""
+    out: list[str] = []
+    start = prev = None
+    for v in list(levels) + [None]:
+        if start is not None and (v is None or v != prev + 1):
+            out.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = None
+        if v is not None and start is None:
+            start = v
+        prev = v
+    return ", ".join(out)

@@ -1,8 +1,7 @@
-"""Run whole sessions on a virtual clock: no rendering, no sleeping, the same result every time."""
+"""Run whole sessions on a virtual clock through the real runner: no rendering, no sleeping, same result each time."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,16 +10,17 @@ from pathlib import Path
 import pytest
 
 from biofeedback.clock import VirtualClock
-from biofeedback.pipeline import HeartPipeline
 from biofeedback.simulated import Fault, PatientModel, SimulatedSensor
-from environments import registry
-from environments.scene_state import SceneState, SceneStateBox
-from protocols.model import ProtocolSpec, load_protocol
+from environments.scene_state import SceneState
+from protocols.model import ProtocolSpec
 from therapy import commands as cmd
-from therapy.events import EndStatus, Event, EventBus
-from therapy.session import SessionPlan, SessionRuntime, drive_from_scene, initial_scene
-from therapy.simulated_patient import SimulatedPatient
-from therapy.store import SessionInfo, SqliteSessionStore
+from therapy.events import EndStatus, Event
+from therapy.live import LiveSession
+from therapy.runner import SessionOutcome, SessionRequest, SessionRunner
+from therapy.session import drive_from_scene
+from therapy.store import open_store
+
+PATIENT = "P01"
 
 
 @dataclass
@@ -30,6 +30,13 @@ class VirtualSession:
     session_id: str
     events: list[Event]
     scenes: list[SceneState] = field(default_factory=list)
+    outcome: SessionOutcome | None = None
+    runner: SessionRunner | None = None
+
+    @property
+    def t0_s(self) -> float:
+        """The session's start on its clock (after the wait for a valid heart signal)."""
+        return self.runner.live.identity.t0_s
 
     def query(self, sql: str, *params: object) -> list[tuple]:
         with sqlite3.connect(self.db_path) as conn:
@@ -39,83 +46,77 @@ class VirtualSession:
         return [e for e in self.events if isinstance(e, kind)]
 
 
+class EventLog:
+    """A lossless subscriber that keeps every event (and raw record, when asked) in order."""
+
+    def __init__(self) -> None:
+        self.items: list[object] = []
+
+    def __call__(self, item: object) -> None:
+        self.items.append(item)
+
+    @property
+    def events(self) -> list[Event]:
+        return [i for i in self.items if isinstance(i, Event)]
+
+
 def run_virtual_session(
     tmp_path: Path,
     *,
     minutes: float = 20.0,
     seed: int = 0,
-    protocol: ProtocolSpec | None = None,
+    protocol: ProtocolSpec | str = "heights-graded",
     faults: Sequence[Fault] = (),
     model: PatientModel | None = None,
     script: Sequence[tuple[float, cmd.Command]] = (),
     sensor_factory: Callable | None = None,
+    sensor: str | None = None,
+    patient: str = PATIENT,
+    birth_year: int | None = 1990,
+    observers: Sequence[Callable[[LiveSession], None]] = (),
+    simulated_patient: bool = True,
+    signal_timeout_s: float = 30.0,
 ) -> VirtualSession:
-    """One whole session through the real runtime, pipeline, simulator and SQLite store.
+    """One whole session through the real runner, runtime, pipeline, simulator and SQLite store.
 
-    ``script`` sends commands at given session times (seconds from the start).
+    ``script`` sends commands at given session times (seconds from the start of the session).
     """
-    if protocol is None:
-        protocol, text = load_protocol("heights-graded")
-    else:
-        text = protocol.model_dump_json()
-    clock = VirtualClock(start_s=1000.0)
-    env_info = registry.info(protocol.environment)
-    safe_info = registry.info(protocol.safe_environment)
-    scene = SceneStateBox(initial_scene(safe_info.name))
-    if sensor_factory is not None:
-        sensor = sensor_factory(clock, scene)
-    else:
-        sensor = SimulatedSensor(
-            clock, seed=seed, drive=drive_from_scene(scene, len(env_info.levels)), faults=faults, model=model
-        )
-    bus = EventBus()
-    commands = cmd.CommandQueue()
-    events: list[Event] = []
+    with open_store(tmp_path) as store:
+        if store.find_patient(patient) is None:
+            store.add_patient(patient, birth_year=birth_year)
+    if sensor_factory is None and (faults or model is not None):
+        def sensor_factory(clock, scene):
+            from environments import registry
+            from protocols.model import load_protocol
+
+            spec = protocol if isinstance(protocol, ProtocolSpec) else load_protocol(protocol)[0]
+            levels = len(registry.info(spec.environment).levels)
+            return SimulatedSensor(clock, seed=seed, drive=drive_from_scene(scene, levels), faults=faults, model=model)
+    log = EventLog()
     scenes: list[SceneState] = []
-    runtime = SessionRuntime(
-        clock=clock, sensor=sensor, pipeline=HeartPipeline(), protocol=protocol, environment=env_info,
-        safe_environment=safe_info, plan=SessionPlan.for_minutes(protocol, minutes), bus=bus,
-        commands=commands, scene=scene,
+
+    async def run_script(live: LiveSession, clock) -> None:
+        t0 = live.identity.t0_s
+        for at_s, command in script:
+            await clock.sleep_until(t0 + at_s)
+            live.commands.put(command)
+
+    async def watch_scenes(live: LiveSession, clock) -> None:
+        while True:
+            await clock.sleep(1.0)
+            scenes.append(runner.scene.get())
+
+    runner = SessionRunner(
+        SessionRequest(patient=patient, protocol=protocol, sensor=sensor or f"sim:{seed}", minutes=minutes,
+                       display="none", data_dir=tmp_path, simulated_patient=simulated_patient, seed=seed,
+                       signal_timeout_s=signal_timeout_s, command="test"),
+        clock=VirtualClock(start_s=1000.0),
+        sensor_factory=sensor_factory,
+        observers=[lambda live: live.subscribe(log, lossless=True, name="test-log"), *observers],
+        companions=[run_script, watch_scenes],
     )
-    store = SqliteSessionStore(
-        tmp_path / "vrex.sqlite3",
-        SessionInfo(protocol.name, text, env_info.name, sensor.description, clock.now(), {"seed": seed}),
-    )
-    bus.subscribe(store)
-    bus.subscribe(events.append)
-    t0 = clock.now()
-
-    async def main() -> EndStatus:
-        commands.bind(asyncio.get_running_loop())
-        helpers = [asyncio.create_task(clock.run())]
-        if isinstance(sensor, SimulatedSensor):
-            patient = SimulatedPatient(clock, commands, lambda: sensor.fear_bpm / sensor.model.fear_gain_bpm, seed=seed)
-            bus.subscribe(patient.on_event)
-            helpers.append(asyncio.create_task(patient.run()))
-
-        async def run_script() -> None:
-            for at_s, command in script:
-                await clock.sleep_until(t0 + at_s)
-                commands.put(command)
-
-        async def watch_scenes() -> None:
-            while True:
-                await clock.sleep(1.0)
-                scenes.append(scene.get())
-
-        helpers += [asyncio.create_task(run_script()), asyncio.create_task(watch_scenes())]
-        try:
-            return await asyncio.wait_for(runtime.run(), timeout=120)
-        finally:
-            for h in helpers:
-                h.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-
-    try:
-        status = asyncio.run(main())
-    finally:
-        store.close()
-    return VirtualSession(status, store.path, store.session_id, events, scenes)
+    outcome = runner.run()
+    return VirtualSession(outcome.status, outcome.record_path, outcome.session_id, log.events, scenes, outcome, runner)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from biofeedback.simulated import Fault, PatientModel
@@ -17,7 +19,6 @@ from therapy.events import (
     SessionEnded,
 )
 
-T0 = 1000.0  # the virtual clock's start
 
 
 @pytest.mark.parametrize("seed", [0, 3])
@@ -30,7 +31,7 @@ def test_twenty_minute_session_climbs_steps_down_and_is_recorded(virtual_session
     phases = [p for (p,) in s.query("SELECT phase FROM phases ORDER BY t_s")]
     assert phases == ["baseline", "exposure", "recovery", "ended"]
     (t_exposure,), = s.query("SELECT t_s FROM phases WHERE phase='exposure'")
-    assert t_exposure - T0 == pytest.approx(180.0, abs=0.5)  # the protocol's 3-minute baseline
+    assert t_exposure - s.t0_s == pytest.approx(180.0, abs=0.5)  # the protocol's 3-minute baseline
 
     levels = s.query("SELECT level, previous, cause, reason FROM level_changes ORDER BY t_s")
     assert len({lvl for lvl, *_ in levels}) >= 3
@@ -43,7 +44,7 @@ def test_twenty_minute_session_climbs_steps_down_and_is_recorded(virtual_session
     # HR samples once a second across the whole session, with a baseline-relative arousal after the baseline.
     n, t_first, t_last = s.query("SELECT count(*), min(t_s), max(t_s) FROM hr_samples")[0]
     assert n == pytest.approx(1200, abs=3)
-    assert t_first - T0 < 1.5 and t_last - T0 > 1198
+    assert t_first - s.t0_s < 1.5 and t_last - s.t0_s > 1198
     (with_arousal,), = s.query("SELECT count(*) FROM hr_samples WHERE arousal IS NOT NULL")
     assert with_arousal >= 1000
     (hr_min, hr_max), = s.query("SELECT min(hr_bpm), max(hr_bpm) FROM hr_samples WHERE hr_bpm IS NOT NULL")
@@ -56,6 +57,8 @@ def test_twenty_minute_session_climbs_steps_down_and_is_recorded(virtual_session
     # the full event history is there too, in order
     kinds = [k for (k,) in s.query("SELECT kind FROM events ORDER BY seq")]
     assert kinds[0] == "PhaseChanged" and kinds[-1] == "SessionEnded"
+
+AGED_80 = datetime.now(UTC).year - 80  # the patient's age gives the HR ceiling (Tanaka)
 
 
 def test_same_seed_same_session(virtual_session):
@@ -70,7 +73,7 @@ def test_never_steps_up_on_stale_data(virtual_session):
     # the strap freezes for two minutes in the middle of exposure
     s = virtual_session(minutes=20, seed=0, faults=[Fault("stall", 400.0, 120.0)])
     assert s.status is EndStatus.COMPLETED
-    stall_start, stall_end = T0 + 400.0, T0 + 520.0
+    stall_start, stall_end = s.t0_s + 400.0, s.t0_s + 520.0
     ups_during = [
         e for e in s.of(LevelChanged)
         if stall_start + 5.0 <= e.t_s <= stall_end and e.previous is not None and e.level > e.previous
@@ -95,9 +98,8 @@ def test_dropouts_and_bad_payloads_never_end_the_session(virtual_session):
 def test_hr_ceiling_sends_the_patient_to_the_safe_place(virtual_session):
     # an older patient (80 y: 85 % of Tanaka's 152 bpm = 129 bpm) whose heart races at the first height
     spec, _ = load_protocol("heights-graded")
-    spec = spec.model_copy(update={"safety": spec.safety.model_copy(update={"age_years": 80})})
     model = PatientModel(rest_hr_bpm=90.0, fear_gain_bpm=900.0, habituation_tau_s=1e6, fear_floor=1.0)
-    s = virtual_session(minutes=12, seed=1, model=model, protocol=spec)
+    s = virtual_session(minutes=12, seed=1, model=model, protocol=spec, birth_year=AGED_80)
     alerts = [e for e in s.of(SafetyAlert) if e.code == "hr_ceiling"]
     assert alerts and alerts[0].action == "safe_place" and "ceiling" in alerts[0].message
     safe = [e for e in s.of(PhaseChanged) if e.phase is Phase.SAFE_PLACE]
@@ -113,7 +115,7 @@ def test_therapist_stop_ends_in_the_safe_place(virtual_session):
     (status, reason), = s.query("SELECT status, end_reason FROM sessions")
     assert status == "stopped" and "patient unwell" in reason
     end = s.of(SessionEnded)[0]
-    assert end.t_s - T0 == pytest.approx(400.0, abs=0.01)  # applied at once, not at the next tick
+    assert end.t_s - s.t0_s == pytest.approx(400.0, abs=0.01)  # applied at once, not at the next tick
     assert s.scenes[-1].safe_place and s.scenes[-1].environment == "safe_place"
 
 
@@ -123,11 +125,11 @@ def test_patient_stop_pauses_in_the_safe_place_until_resumed(virtual_session):
         (620.0, cmd.ResumeExposure(source="therapist")),
     ]
     s = virtual_session(minutes=20, seed=0, script=script)
-    phases = [(e.phase, round(e.t_s - T0)) for e in s.of(PhaseChanged)]
+    phases = [(e.phase, round(e.t_s - s.t0_s)) for e in s.of(PhaseChanged)]
     assert (Phase.SAFE_PLACE, 500) in phases and (Phase.EXPOSURE, 620) in phases
-    in_safe = [e for e in s.of(LevelChanged) if T0 + 500 < e.t_s < T0 + 620]
+    in_safe = [e for e in s.of(LevelChanged) if s.t0_s + 500 < e.t_s < s.t0_s + 620]
     assert in_safe == []  # no exposure change while the patient is in the safe place
-    resumed = [e for e in s.of(LevelChanged) if e.t_s == pytest.approx(T0 + 620)]
+    resumed = [e for e in s.of(LevelChanged) if e.t_s == pytest.approx(s.t0_s + 620)]
     assert resumed and "one level lower" in resumed[0].reason
     assert s.status is EndStatus.COMPLETED
 
@@ -183,26 +185,25 @@ def test_patient_stop_during_the_baseline_holds_exposure_until_resumed(virtual_s
         (400.0, cmd.ResumeExposure(source="therapist")),
     ]
     s = virtual_session(minutes=15, seed=0, script=script)
-    assert any(e.code == "stop_requested" and abs(e.t_s - T0 - 60) < 0.01 for e in s.of(SafetyAlert))
-    phases = [(e.phase, round(e.t_s - T0)) for e in s.of(PhaseChanged)]
+    assert any(e.code == "stop_requested" and abs(e.t_s - s.t0_s - 60) < 0.01 for e in s.of(SafetyAlert))
+    phases = [(e.phase, round(e.t_s - s.t0_s)) for e in s.of(PhaseChanged)]
     assert phases[:3] == [(Phase.BASELINE, 0), (Phase.SAFE_PLACE, 180), (Phase.EXPOSURE, 400)]
     first = s.of(LevelChanged)[0]
-    assert round(first.t_s - T0) == 400 and first.level == 0 and first.reason == "first level of the protocol"
-    assert not any(sc.environment == "heights" for sc in s.scenes if sc.t_s < T0 + 400)
+    assert round(first.t_s - s.t0_s) == 400 and first.level == 0 and first.reason == "first level of the protocol"
+    assert not any(sc.environment == "heights" for sc in s.scenes if sc.t_s < s.t0_s + 400)
 
 
 def test_patient_stop_in_a_safety_safe_place_cancels_the_automatic_resume(virtual_session):
     spec, _ = load_protocol("heights-graded")
-    spec = spec.model_copy(update={"safety": spec.safety.model_copy(update={"age_years": 80})})
     model = PatientModel(rest_hr_bpm=90.0, fear_gain_bpm=900.0, habituation_tau_s=1e6, fear_floor=1.0)
-    probe = virtual_session(minutes=12, seed=1, model=model, protocol=spec)
-    t_safety = next(e.t_s for e in probe.of(PhaseChanged) if e.phase is Phase.SAFE_PLACE) - T0
-    resumed = [e for e in probe.of(PhaseChanged) if e.phase is Phase.EXPOSURE and e.t_s - T0 > t_safety]
+    probe = virtual_session(minutes=12, seed=1, model=model, protocol=spec, birth_year=AGED_80)
+    t_safety = next(e.t_s for e in probe.of(PhaseChanged) if e.phase is Phase.SAFE_PLACE) - probe.t0_s
+    resumed = [e for e in probe.of(PhaseChanged) if e.phase is Phase.EXPOSURE and e.t_s - probe.t0_s > t_safety]
     assert resumed  # without a STOP, the supervisor resumes exposure once HR is back down
 
     stop = cmd.GoToSafePlace(source="patient", reason="the patient asked to stop")
-    s = virtual_session(minutes=12, seed=1, model=model, protocol=spec, script=[(t_safety + 5.0, stop)])
-    after = [e for e in s.of(PhaseChanged) if e.t_s - T0 > t_safety]
+    s = virtual_session(minutes=12, seed=1, model=model, protocol=spec, birth_year=AGED_80, script=[(t_safety + 5.0, stop)])
+    after = [e for e in s.of(PhaseChanged) if e.t_s - s.t0_s > t_safety]
     assert [e.phase for e in after] == [Phase.RECOVERY, Phase.ENDED]  # stays in the safe place
 
 

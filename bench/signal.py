@@ -89,7 +89,6 @@ KINDS = ("ectopic", "missed", "extra", "longshort")
 RATES = (0.02, 0.05)
 DEFAULT_INJECTIONS = 5
 #: the RR data sets: the tuning half, the held-out half (judges the targets), a second held-out recording
-DATASETS = ("tuning", "held_out", "held_out_short")
 DATASET_TITLES = {
     "tuning": "NSRDB 60-min, 1st half (tuning)",
     "held_out": "NSRDB 60-min, 2nd half (held out)",

@@ -91,7 +91,7 @@ class ControllerSpec(_Section):
     decline_blocks_s: float = Field(120.0, ge=0, le=HOUR_S)
     reenter_block_s: float = Field(180.0, ge=0, le=HOUR_S)
     band_low_z: float = Field(1.0, ge=-10.0, le=20.0)
-    band_high_z: float = Field(2.0, ge=-10.0, le=20.0)
+    band_high_z: float = Field(2.5, ge=-10.0, le=20.0)
     max_levels_per_min: float = Field(1.0, gt=0, le=60.0)
     gain_levels_per_min_per_z: float = Field(1.0, gt=0, le=60.0)
     band_min_level: float = Field(0.0, ge=0, le=100.0)
@@ -302,6 +302,12 @@ def _check_environments(spec: ProtocolSpec) -> None:
             f"environment = {_toml_value(spec.environment)}: is a safe place; an exposure protocol needs a phobia environment"
         )
     top = len(env.levels) - 1
+    c, e = spec.controller, spec.exposure
+    if c.band_max_level is not None and e.max_level is not None and c.band_max_level > e.max_level:
+        raise ValueError(
+            f"controller.band_max_level = {_toml_value(c.band_max_level)}: above exposure.max_level ({e.max_level}); "
+            "the target band cannot go beyond the protocol's highest level"
+        )
     for key, value in (
         ("exposure.start_level", spec.exposure.start_level),
         ("exposure.max_level", spec.exposure.max_level),

@@ -31,7 +31,9 @@ HEAD = 'name = "x"\ntitle = "t"\nenvironment = "heights"\n'
         # thresholds in the wrong order
         (HEAD + "[controller]\nstep_up_below_z = 4.0\n", "controller.step_up_below_z = 4: must be below step_down_above_z (3)"),
         (HEAD + "[controller]\nsuds_ready_max = 95\n", "controller.suds_ready_max = 95: must be below suds_step_down_min (90)"),
-        (HEAD + "[controller]\nband_low_z = 2.5\n", "controller.band_low_z = 2.5: must be below band_high_z (2)"),
+        (HEAD + "[controller]\nband_low_z = 2.7\n", "controller.band_low_z = 2.7: must be below band_high_z (2.5)"),
+        (HEAD + "[exposure]\nmax_level = 6\n[controller]\nband_max_level = 8.0\n",
+         "controller.band_max_level = 8.0: above exposure.max_level (6)"),
         (HEAD + "[exposure]\nstart_level = 5\nmax_level = 3\n", "exposure.start_level = 5: must not be above max_level (3)"),
         # levels outside the environment (heights has 0..12): refused, not clamped
         (HEAD + "[exposure]\nstart_level = 13\n", "exposure.start_level = 13: beyond environment 'heights', whose levels are 0..12"),

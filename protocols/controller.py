@@ -9,7 +9,10 @@ that sentence names every criterion the rule uses and its measured state.
 The runtime calls, per session:
 
 * ``on_level_changed(t_s, level)`` after every level change (any cause);
-* ``on_suds(t_s, value, level)`` for every SUDS rating given while a level is shown;
+* ``on_suds(t_s, value, level)`` for every SUDS rating of distress *now* at a level
+  (on entry, timed, before a step up, asked by the therapist); not the
+  anticipated (expectancy) rating before a level, which is a prediction, and
+  not a missed prompt (never guessed);
 * ``decide(t_s, heart, level, max_level)`` each tick of exposure.
 
 Safety step-downs (a SUDS at or above ``suds_step_down_min``, sustained high

@@ -218,7 +218,9 @@ class AssessmentSpec(_Section):
             if not 3.0 <= rate <= 12.0:
                 raise ValueError(f"rates_breaths_per_min contains {rate:g}: each rate must be within 3..12 breaths/min")
         if len(set(self.rates_breaths_per_min)) != len(self.rates_breaths_per_min):
-            raise ValueError("rates_breaths_per_min: each rate may appear only once")
+            raise ValueError(
+                f"rates_breaths_per_min = {_toml_value(self.rates_breaths_per_min)}: each rate may appear only once"
+            )
         if self.settle_s >= self.segment_s / 2:
             raise ValueError(f"settle_s = {self.settle_s:g}: must be under half of segment_s ({self.segment_s:g})")
         return self
@@ -386,7 +388,11 @@ def _describe_error(err: dict) -> str:
 
 
 def _format_validation_error(source: str, exc: ValidationError) -> str:
-    return f"protocol {source}: " + "; ".join(_describe_error(e) for e in exc.errors())
+    errors = exc.errors()
+    # A bad list item also makes pydantic say the list is "too short" (it drops the item): name only the item.
+    item_parents = {tuple(e["loc"][:-1]) for e in errors if e["loc"] and isinstance(e["loc"][-1], int)}
+    errors = [e for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in item_parents)]
+    return f"protocol {source}: " + "; ".join(_describe_error(e) for e in errors)
 
 
 def parse_protocol(text: str, source: str = "<text>") -> ProtocolSpec:

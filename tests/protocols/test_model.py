@@ -52,6 +52,8 @@ HEAD = 'name = "x"\ntitle = "t"\nenvironment = "heights"\n'
         # breathing rates
         ('name = "x"\ntitle = "t"\nkind = "resonance_assessment"\nenvironment = "safe_place"\n[assessment]\n'
          "rates_breaths_per_min = [6.0, 20.0]\n", "rates_breaths_per_min contains 20: each rate must be within 3..12"),
+        ('name = "x"\ntitle = "t"\nkind = "resonance_assessment"\nenvironment = "safe_place"\n[assessment]\n'
+         'rates_breaths_per_min = [6.0, "a"]\n', 'assessment.rates_breaths_per_min.1 = "a": expected a number'),
         ('name = "x"\ntitle = "t"\nkind = "hrv_biofeedback"\nenvironment = "heights"\n',
          'environment = "heights": is a phobia environment; a hrv_biofeedback session needs a relaxation or safe environment'),
         (HEAD + "[recovery]\nbreathing_rate_bpm = 6.0\n", "recovery.breathing_rate_bpm = 6.0: unknown key; expected one of duration_s, breaths_per_min"),

@@ -127,3 +127,20 @@ def test_every_builtin_parameter_has_a_comment(name):
 
 def test_builtin_names():
     assert set(builtin_names()) >= {"heights-graded", "spiders-graded", "hrv-biofeedback", "resonance-assessment"}
+
+
+@pytest.mark.parametrize("name", ["heights-graded", "spiders-graded"])
+def test_graded_builtins_are_complete_templates(name):
+    """Every setting of every section an exposure uses appears in the file (optional ones as a commented example)."""
+    import tomllib
+
+    from protocols.model import ProtocolSpec
+
+    text = builtin_text(name)
+    data = tomllib.loads(text)
+    for section in ("baseline", "exposure", "controller", "suds", "recovery", "fade", "safety"):
+        model = ProtocolSpec.model_fields[section].annotation
+        for key, field in model.model_fields.items():
+            if field.exclude:
+                continue
+            assert key in data[section] or f"# {key} = " in text, f"[{section}] {key} is not in {name}"

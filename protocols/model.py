@@ -174,13 +174,11 @@ class SafetySpec(_Section):
     breaches_to_escalate: int = Field(2, ge=1, le=20)
     escalation_window_s: float = Field(600.0, gt=0, le=4 * HOUR_S)
     escalation_lowers_max_by: int = Field(1, ge=1, le=20)
-    # Transitional: therapy/safety.py still reads spec.age_years. Not a file key (rejected there, see
-    # _reject_age); excluded from dumps. Remove once the supervisor takes the age from the patient record.
-    age_years: int = Field(35, ge=5, le=110, exclude=True, repr=False)
 
     @model_validator(mode="before")
     @classmethod
     def _reject_age(cls, data: Any) -> Any:
+        # Older files set it here; say where it went rather than just "unknown key".
         if isinstance(data, dict) and "age_years" in data:
             raise ValueError(
                 f"age_years = {_toml_value(data['age_years'])}: age is no longer a protocol setting; it comes from "

@@ -56,7 +56,7 @@ class RenderLoop:
         self.display = display
         self.scene = scene
         self.on_input = on_input
-        self._captures: list[tuple[Path, str, concurrent.futures.Future[Path]]] = []
+        self._captures: list[tuple[Path | None, str, concurrent.futures.Future]] = []  # None: request_rgb
         self._lock = threading.Lock()
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         self.renderer: Renderer | None = None
@@ -69,6 +69,16 @@ class RenderLoop:
         fut: concurrent.futures.Future[Path] = concurrent.futures.Future()
         with self._lock:
             self._captures.append((Path(path), eye, fut))
+        return fut
+
+    def request_rgb(self, eye: str = "left") -> concurrent.futures.Future[np.ndarray]:
+        """Thread-safe: the next frame rendered, as an (H, W, 3) uint8 array (no file): what a clinician's
+        console shows as the patient's view. The readback runs on the render thread; nothing is encoded there."""
+        if eye not in EYES:
+            raise RenderError(f"eye {eye!r} is not one of {', '.join(EYES)}")
+        fut: concurrent.futures.Future[np.ndarray] = concurrent.futures.Future()
+        with self._lock:
+            self._captures.append((None, eye, fut))
         return fut
 
     def _deliver(self, event: PatientInput) -> None:
@@ -133,6 +143,9 @@ class RenderLoop:
                 rgb = eye_image(renderer, eye)  # readback must happen here, on the GL thread
             except Exception as exc:
                 fut.set_exception(exc)
+                continue
+            if path is None:  # request_rgb: the array itself
+                fut.set_result(rgb)
                 continue
             # PNG encoding runs off the render thread so a capture does not drop a headset frame.
             self._writer.submit(self._encode, path, rgb, fut)

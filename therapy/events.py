@@ -92,6 +92,18 @@ class HeartSampled(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ExposureSampled(Event):
+    """What the patient was shown, once a second beside :class:`HeartSampled`: the exposure-state series."""
+
+    environment: str
+    level: int
+    intensity: float
+    phase: Phase
+    safe_place: bool
+    dials: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class BeatRecorded(Event):
     rr_ms: float
     nn_ms: float

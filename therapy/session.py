@@ -40,6 +40,7 @@ from therapy.events import (
     BeatRecorded,
     EndStatus,
     Event,
+    ExposureSampled,
     HeartSampled,
     LevelChanged,
     LoopLagged,
@@ -152,6 +153,7 @@ class SessionRuntime:
         self.level = self._levels[first]
         self._t0 = clock.now()
         self._shown_level = float(self.level)  # what the patient sees: ramps towards self.level
+        self._scene_t_s = self._t0  # when the ramp last moved
         self._env_switched_s = self._t0
         self._env_name = safe_environment.name
         self._seq = 0
@@ -269,6 +271,8 @@ class SessionRuntime:
             command = await self._commands.get()
             try:
                 self._apply(command, self._clock.now())
+                if self._ended is None:
+                    self._publish_scene(self._clock.now())  # the renderer shows a command's effect at once
             except TherapyError as exc:
                 log.warning("command %r refused: %s", command, exc)
                 self._publish(SafetyAlert(self._clock.now(), "command_refused", str(exc), "alert"))
@@ -350,6 +354,9 @@ class SessionRuntime:
                 (now - self._next_hr_sample_s + 1e-9) / self.hr_sample_period_s
             )
             self._publish(HeartSampled(now, heart.hr_bpm, heart.arousal, heart.rmssd_ms, heart.quality, heart.stale))
+            shown = self._scene.get()
+            self._publish(ExposureSampled(now, shown.environment, shown.level, shown.intensity, self.phase,
+                                          shown.safe_place, shown.dials))
 
         elapsed = now - self._t0
         if self.phase is Phase.BASELINE:
@@ -501,9 +508,11 @@ class SessionRuntime:
         self._live.publish(event)
 
     def _publish_scene(self, now: float) -> None:
-        # The scene moves towards a new level over ramp_s (level + intensity = how far), never in one jump.
+        # The scene moves towards a new level at one level per ramp_s (level + intensity = how far), never in one
+        # jump, and by the time elapsed: a scene published between ticks (after a command) does not speed it up.
         ramp_s = self._protocol.exposure.ramp_s
-        step = self.tick_s / ramp_s if ramp_s > 0 else float("inf")
+        step = max(0.0, now - self._scene_t_s) / ramp_s if ramp_s > 0 else float("inf")
+        self._scene_t_s = max(self._scene_t_s, now)
         delta = self.level - self._shown_level
         self._shown_level = float(self.level) if abs(delta) <= step else self._shown_level + math.copysign(step, delta)
         shown_level = min(int(math.floor(self._shown_level)), len(self._env.levels) - 1)

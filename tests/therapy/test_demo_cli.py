@@ -109,7 +109,7 @@ def test_protocol_naming_an_unknown_environment(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\ntitle = "Bad"\nenvironment = "volcano"\n')
     res = vrex("demo", "--protocol", str(bad), "--out", str(tmp_path / "o"))
-    assert res.returncode == 2 and "unknown environment 'volcano'" in res.stderr and "heights" in res.stderr
+    assert res.returncode == 2 and '"volcano": unknown environment' in res.stderr and "heights" in res.stderr
 
 
 def test_unwritable_output_directory(tmp_path):

@@ -42,6 +42,7 @@ PANEL_EYE_HEIGHT_M = 1.2
 EASE_S = 1.5  # how long a dial change takes to arrive on screen
 EASE_STEPS = 12  # rebuilds along the way (each is a bulk rebuild of the instance arrays)
 DEFAULT_FOVY_DEG = 100.0  # HeadPose.default: a headset-like vertical field of view
+STANDING_EYE_M = 1.65  # HeadPose.default: a standing patient's eye height
 
 
 def perspective(fovy_rad: float, aspect: float, near: float = NEAR_M, far: float = FAR_M) -> np.ndarray:
@@ -112,7 +113,7 @@ class HeadPose:
     tracked: bool = False
 
     @classmethod
-    def default(cls, eye_size: tuple[int, int], *, ipd_m: float = 0.064, eye_height_m: float = 1.65,
+    def default(cls, eye_size: tuple[int, int], *, ipd_m: float = 0.064, eye_height_m: float = STANDING_EYE_M,
                 fovy_deg: float = DEFAULT_FOVY_DEG) -> HeadPose:
         """A standing patient looking ahead, with a headset-like field of view (headless, desktop)."""
         w, h = eye_size
@@ -238,6 +239,7 @@ class Renderer:
         self._shadow_dirty = True
         self._world_from_tracking = np.eye(4)
         self._anchor = np.eye(4)
+        self._view_anchor = np.eye(4)
         self._tmp4 = np.eye(4)
         self._fade = 0.0
         # Dials: what is shown, where it is going, and the ease between them (see the module docstring).
@@ -447,7 +449,11 @@ class Renderer:
         self._base_draws = 1 + len(draw) + (1 if self._glass_count else 0)
         self.rebuilds += 1
         self._anchor = translation(*build.anchor_xyz) @ rotation_y(build.anchor_yaw_rad)
-        self._place_panel()
+        # Untracked displays may view the level from another eye height (seated at the table): a camera, not
+        # the patient's feet, so a headset (tracked, its own height) ignores it.
+        dh = 0.0 if build.view_eye_height_m is None else build.view_eye_height_m - STANDING_EYE_M
+        self._view_anchor = self._anchor @ translation(0.0, dh, 0.0)
+        self._place_panel(build)
         look = build.look
         light_vp = look_at_ortho(np.array(build.shadow_center), np.array(look.sun_dir, float), build.shadow_radius_m)
         for eye in self._eyes:
@@ -491,9 +497,10 @@ class Renderer:
         if pose.tracked:
             np.matmul(self._anchor, pose.tracking_from_head, out=self._tmp4)
         else:
-            np.matmul(self._anchor, pose.tracking_from_head, out=self._world_from_tracking)
+            np.matmul(self._view_anchor, pose.tracking_from_head, out=self._world_from_tracking)
             np.matmul(self._world_from_tracking, self._view_matrix(), out=self._tmp4)
         zoom = self._zoom_on and not pose.tracked
+        self._panel_for(pose.tracked)
         for i, eye in enumerate(self._eyes):
             np.matmul(self._tmp4, pose.head_from_eye[i], out=eye.world_from_eye)
             _rigid_inverse(eye.world_from_eye, eye.view)
@@ -589,12 +596,33 @@ class Renderer:
         if eye.msaa:
             ctx.copy_framebuffer(eye.resolve_fbo, fbo)
 
-    def _place_panel(self) -> None:
-        """The panel stands 1.4 m ahead of the patient's standing point, just below eye height, facing them."""
-        tilt = math.atan2(1.65 - PANEL_EYE_HEIGHT_M, PANEL_DISTANCE_M)  # face a standing patient's eyes
-        model = (self._anchor @ translation(0.0, PANEL_EYE_HEIGHT_M, -PANEL_DISTANCE_M) @ rotation_x(tilt)
-                 @ np.diag([1.0, 0.5, 1.0, 1.0]))
-        self._panel_prog["u_model"].write(np.ascontiguousarray(model.T, np.float32))
+    def _place_panel(self, build: SceneBuild) -> None:
+        """Where the panel stands: for a headset 1.4 m ahead of the standing point, just below eye height, facing
+        the patient; on untracked displays the same, but ahead of the level's default view (which may look down
+        at a spider or through a glass floor), where it shows the same whether or not that view is zoomed."""
+        tilt = math.atan2(STANDING_EYE_M - PANEL_EYE_HEIGHT_M, PANEL_DISTANCE_M)  # face a standing patient's eyes
+        shape = np.diag([1.0, 0.5, 1.0, 1.0])
+        tracked = self._anchor @ translation(0.0, PANEL_EYE_HEIGHT_M, -PANEL_DISTANCE_M) @ rotation_x(tilt) @ shape
+        z = 1.0
+        if build.view_fovy_deg is not None:
+            z = math.tan(math.radians(DEFAULT_FOVY_DEG) / 2) / math.tan(math.radians(build.view_fovy_deg) / 2)
+        # z times further, same size and drop: after the view's z-fold zoom it sits where it would unzoomed.
+        drop_m = STANDING_EYE_M - PANEL_EYE_HEIGHT_M
+        view = (self._view_anchor @ translation(0.0, STANDING_EYE_M, 0.0) @ self._view_matrix()
+                @ translation(0.0, -drop_m, -PANEL_DISTANCE_M * z)
+                @ rotation_x(math.atan2(drop_m, PANEL_DISTANCE_M * z)) @ shape)
+        self._panel_models = tuple(np.ascontiguousarray(m.T, np.float32).tobytes() for m in (view, tracked))
+        self._panel_tracked: bool | None = None  # written by the next frame, for its kind of pose
+
+    def _panel_for(self, tracked: bool) -> None:
+        if tracked != self._panel_tracked:
+            self._panel_tracked = tracked
+            self._panel_prog["u_model"].write(self._panel_models[int(tracked)])
+
+    @property
+    def dials_shown(self) -> dict[str, float]:
+        """The dial values the scene on screen was built from (they lag a change while it is eased in)."""
+        return dict(self._shown)
 
     @property
     def draw_calls_per_eye(self) -> int:

@@ -59,6 +59,7 @@ class SceneBuild:
     gaze_pitch_rad: float = 0.0
     gaze_yaw_rad: float = 0.0
     view_fovy_deg: float | None = None
+    view_eye_height_m: float | None = None  # e.g. seated at a table (None: the display's standing height)
     wind: float = 0.0  # 0..1, drives sway in the vertex shader
     shadow_center: tuple[float, float, float] = (0.0, 0.0, 0.0)
     shadow_radius_m: float = 40.0

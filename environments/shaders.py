@@ -310,8 +310,8 @@ void main() {
         float x = mix(u_marker.z, u_marker.w, u_marker.x);
         float dx = abs(v_uv.x - x);
         float dy = abs(v_uv.y - u_marker.y);
-        if (dy < 0.075 && dx < 0.011) c = vec4(0.08, 0.08, 0.1, 1.0);
-        if (dy < 0.065 && dx < 0.006) c = vec4(1.0, 1.0, 1.0, 1.0);
+        if (dy < 0.08 && dx < 0.016) c = vec4(0.08, 0.08, 0.1, 1.0);
+        if (dy < 0.07 && dx < 0.01) c = vec4(1.0, 1.0, 1.0, 1.0);
     }
     f_color = c;
 }

@@ -134,14 +134,22 @@ def _city() -> InstanceSet:
     return s
 
 
+GLASS_UNDERFOOT = 0.9  # from this glass_floor share on, the patient stands on the glass
+GLASS_VIEW_FOVY_DEG = 65.0  # looking down through the glass: the street below, not the facade behind
+ROOF_VIEW_PITCH_RAD = 0.8
+ROOF_VIEW_FOVY_DEG = 70.0
+
+
 def _gaze_pitch(height_m: float, edge_m: float, railing_m: float, glass_floor: float) -> float:
     """How far an untracked view looks down (rad): the railing's top edge in the lower third, the drop above it.
 
     Up high the patient should see what the level is about (the edge, the railing and the street far below)
     without moving the mouse; a headset's own pose replaces this.
     """
+    if glass_floor >= GLASS_UNDERFOOT:
+        return 1.2  # down through the glass under the feet to the street below
     if glass_floor > 0.0:
-        return 0.95  # the glass under the feet and the street straight below
+        return 0.95  # where the concrete ends and the glass begins, the street beyond it
     eye_m = 1.65
     to_railing = math.atan2(max(eye_m - railing_m, 0.05), max(edge_m, 0.05))
     return min(0.95, max(to_railing - math.radians(25.0), min(0.6, 0.12 + height_m / 300.0)))
@@ -177,7 +185,7 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
                 s.add("cube", (x, h - 0.15, gz), (0.12, 0.3, depth - solid), (0.3, 0.3, 0.32))
             s.add("cube", (0, h - 0.15, edge_z), (width, 0.3, 0.12), (0.3, 0.3, 0.32))
         anchor_z = edge_z + d["edge_m"]
-        if glass > 0.9:
+        if glass >= GLASS_UNDERFOOT:
             anchor_z = edge_z + (depth - solid) / 2  # the middle of the glass
         anchor = (0.0, h, anchor_z)
         rh = d["railing_m"]
@@ -214,10 +222,16 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
         s.add("cube", np.zeros((n, 3)), (1.1, 0.08, 0.35), (0.15, 0.15, 0.17), group=origin, motion=motion)
         s.add("sphere", np.zeros((n, 3)), (0.25, 0.22, 0.5), (0.85, 0.85, 0.85), group=origin, motion=motion)
     pitch = -_gaze_pitch(h, d["edge_m"], d["railing_m"], glass) if h > 0.5 else -0.05
+    fovy = None
+    if glass >= GLASS_UNDERFOOT and h > 0.5:
+        fovy = GLASS_VIEW_FOVY_DEG
+    elif on_roof:  # over the low parapet: the drop fills the view, the roof only its bottom fifth
+        pitch, fovy = -ROOF_VIEW_PITCH_RAD, ROOF_VIEW_FOVY_DEG
     return s.build(
         LOOK,
         anchor,
         gaze_pitch_rad=pitch,
+        view_fovy_deg=fovy,
         wind=float(d["wind"]),
         shadow_center=(0.0, max(h - 20.0, 0.0), -20.0),
         shadow_radius_m=70.0,

@@ -45,7 +45,8 @@ DIALS = (
          fear_rises_with_value=False),
     Dial("picture", "", 0.0, 1.0, 0.0, True, "1 shows only a framed picture of a spider on the far wall",
          fear_rises_with_value=False),
-    Dial("on_table", "", 0.0, 1.0, 0.0, True, "1 puts the spiders on the table in front of the patient"),
+    Dial("on_table", "", 0.0, 1.0, 0.0, True, "share of the spiders on the table in front of the patient "
+         "(1: all; a closed box stands there from 0.5)"),
 )
 
 SHADER = EnvironmentShader(
@@ -126,9 +127,9 @@ _LEVELS: list[tuple[str, str, dict[str, float]]] = [
     ("Spiders at your feet", "Three spiders, one big and hairy (15 cm), walk around your feet within half a "
      "metre.",
      _lv(0.35, 15, 3, 0.35, hairiness=1.0)),
-    ("Many running spiders", "Eight spiders, big hairy ones among them, run towards you and around you on the "
-     "floor; the nearest stops at your feet.",
-     _lv(0.25, 15, 8, 0.7, approach=1.0, hairiness=1.0)),
+    ("Many running spiders", "Eight spiders, big hairy ones among them: two cross the table towards your hands, "
+     "the others run towards you and around you on the floor; the nearest stops at your feet.",
+     _lv(0.25, 15, 8, 0.7, approach=1.0, hairiness=1.0, on_table=0.25)),
 ]
 
 
@@ -366,49 +367,57 @@ def _rotate(q, v: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- levels
-def _placement(d: dict[str, float]):
-    """Where the free spiders are, which way they face and how they move (seeded per count)."""
+def _placement(d: Mapping[str, float]):
+    """Where the free spiders are, which way they face and how they move (seeded per count).
+
+    ``on_table`` is the share of the spiders on the table in front of the
+    patient (the biggest first); the rest are on the floor, the first straight
+    ahead at ``distance_m``. Returns per spider (origin, yaw, span, motion,
+    hairiness) plus the points the level's default view frames.
+    """
     count = max(1, round(d["count"]))
     rng = np.random.default_rng(100 + count)
     dist = max(float(d["distance_m"]), 0.15)
     size_m = max(float(d["size_cm"]), 0.5) / 100.0
     speed_mps = max(float(d["speed"]), 0.0) * RUN_MPS
     dash = d["approach"] >= 0.5
-    on_table = d["on_table"] >= 0.5
+    share = min(max(float(d["on_table"]), 0.0), 1.0)
+    n_table = count if share >= 0.5 and count == 1 else int(round(share * count))
+    n_floor = count - n_table
     span = np.full(count, size_m)
     hair = np.full(count, float(np.clip(d["hairiness"], 0.0, 1.0)))
     if count > 1:
         span[1:] = size_m * rng.uniform(0.55, 0.95, count - 1)
         hair[1:] = hair[0] * (np.arange(1, count) % 2)  # every other one as hairy as the first
-    if on_table:
-        tx, tz = TABLE_XZ
-        tw, td = TABLE_SIZE
-        x = np.concatenate([[tx - 0.1], tx + rng.uniform(-tw / 3, tw / 3, count - 1)])
-        z = np.concatenate([[tz + 0.08], tz + rng.uniform(-td / 3, td / 3, count - 1)])
-        y = np.full(count, TABLE_TOP_M)
-        radius = np.full(count, 0.12)
-        dash_len = np.full(count, 0.35)
-    else:
-        # The first spider straight ahead at ``dist``; the others spread out, around the feet when close.
-        spread = math.radians(35.0 + 65.0 * min(max((0.8 - dist) / 0.5, 0.0), 1.0))
-        r = np.concatenate([[dist], dist + rng.uniform(0.05, 1.5, count - 1) * min(1.0, 0.3 + dist)])
-        a = np.concatenate([[-0.12], rng.uniform(-spread, 0.35 * spread, count - 1)])  # left of the table
-        x, z = np.sin(a) * r, -np.cos(a) * r
-        x = np.clip(x, -ROOM_X_M + 0.4, ROOM_X_M - 1.2)
-        z = np.clip(z, ROOM_BACK_Z_M + 0.8, ROOM_FRONT_Z_M - 0.3)
-        y = np.full(count, RUG_TOP_M)
-        radius = np.clip(0.25 * np.ones(count) + 0.1 * rng.random(count), 0.1, max(dist, 0.3))
-        dash_len = np.full(count, 1.8)
+    tx, tz = TABLE_XZ
+    tw, td = TABLE_SIZE
+    # On the table: the first one near the edge facing the patient (where the hands rest), others around it.
+    xt = np.concatenate([[tx - 0.1], tx + rng.uniform(-tw / 3, tw / 3, max(n_table - 1, 0))])[:n_table]
+    zt = np.concatenate([[tz + td / 2 - 0.12], tz + rng.uniform(-td / 3, td / 3, max(n_table - 1, 0))])[:n_table]
+    # On the floor: the first straight ahead at ``dist``; the others spread out, around the feet when close.
+    spread = math.radians(35.0 + 65.0 * min(max((0.8 - dist) / 0.5, 0.0), 1.0))
+    r = np.concatenate([[dist], dist + rng.uniform(0.05, 1.5, max(n_floor - 1, 0)) * min(1.0, 0.3 + dist)])[:n_floor]
+    a = np.concatenate([[-0.12], rng.uniform(-spread, 0.35 * spread, max(n_floor - 1, 0))])[:n_floor]
+    xf = np.clip(np.sin(a) * r, -ROOM_X_M + 0.4, ROOM_X_M - 1.2)
+    zf = np.clip(-np.cos(a) * r, ROOM_BACK_Z_M + 0.8, ROOM_FRONT_Z_M - 0.3)
+    x, z = np.concatenate([xt, xf]), np.concatenate([zt, zf])
+    y = np.concatenate([np.full(n_table, TABLE_TOP_M), np.full(n_floor, RUG_TOP_M)])
+    radius = np.concatenate([np.full(n_table, 0.12),
+                             np.clip(0.25 + 0.1 * rng.random(n_floor), 0.1, max(dist, 0.3))])
+    dash_len = np.concatenate([np.full(n_table, 0.35), np.full(n_floor, 1.8)])
     face_patient = np.arctan2(x, z)  # forward (-sin yaw, -cos yaw) points from (x, z) to the feet
     motion = np.zeros((count, 4))
     yaw = face_patient + rng.uniform(-0.6, 0.6, count)
+    stops = np.stack([x, y, z], 1)
     if speed_mps > 0 and dash:
         # Start dash_len further out on the same bearing; run in, stop at (x, z), run back.
         bearing = np.stack([x, z], 1) / np.maximum(np.hypot(x, z), 1e-6)[:, None]
         x = x + bearing[:, 0] * dash_len
         z = z + bearing[:, 1] * dash_len
         yaw = np.arctan2(x, z)
-        phase = np.concatenate([[0.47], rng.uniform(0.0, 1.0, count - 1)])  # the first one nearly stopped at t=0
+        phase = np.full(count, 0.47)  # every dash nearly at its stop at t = 0 (the default view shows them close)
+        if count > 2:
+            phase[2:] = rng.uniform(0.0, 1.0, count - 2)
         motion = np.stack([-dash_len, np.full(count, speed_mps), phase, np.zeros(count)], 1)
     elif speed_mps > 0:
         # Walk in circles passing through the described position: centre one radius to the side.
@@ -418,7 +427,36 @@ def _placement(d: dict[str, float]):
         x, z = cx, cz
         yaw = np.zeros(count)
         motion = np.stack([radius, direction * speed_mps / radius, phase, np.zeros(count)], 1)
-    return np.stack([x, y, z], 1), yaw, span, motion, hair
+    # Frame the first spider and those within 0.6 m of it (where they stop when they dart: where they are at
+    # t = 0); the others are the scene around them, not what the view is about.
+    near = np.linalg.norm(stops - stops[0], axis=1) < 0.6
+    return np.stack([x, y, z], 1), yaw, span, motion, hair, stops[near]
+
+
+STANDING_EYE_M = 1.65
+SEATED_EYE_M = 1.2  # at the table: how spider exposure is done in the clinic, the spider in front of the hands
+VIEW_MARGIN = 1.35  # the framed spiders fill about three quarters of the view's height
+
+
+def framing(points: np.ndarray, min_radius_m: float, eye_m: float = STANDING_EYE_M) -> tuple[float, float, float]:
+    """(pitch, yaw, vertical fov in degrees) of a view from an eye ``eye_m`` high that frames ``points``.
+
+    The view looks at their centre; the field of view covers every point and a
+    sphere of ``min_radius_m`` around the centre (so a lone small spider is seen
+    with a little of the rug around it), with a margin, between 35 and 100 degrees.
+    """
+    eye = np.array([0.0, eye_m, 0.0])
+    centre = np.asarray(points, float).mean(axis=0)
+    v = centre - eye
+    dist = float(np.linalg.norm(v))
+    u = v / dist
+    w = np.asarray(points, float) - eye
+    cosang = (w @ u) / np.maximum(np.linalg.norm(w, axis=1), 1e-6)
+    half = max(float(np.arccos(np.clip(cosang, -1.0, 1.0)).max()), math.atan2(min_radius_m, dist))
+    fovy = min(100.0, max(35.0, math.degrees(2.0 * math.atan(VIEW_MARGIN * math.tan(half)))))
+    pitch = math.atan2(float(v[1]), float(math.hypot(v[0], v[2])))
+    yaw = math.atan2(-float(v[0]), -float(v[2]))  # positive turns left (towards -x)
+    return pitch, yaw, fovy
 
 
 def build_scene(d: Mapping[str, float]) -> SceneBuild:
@@ -426,14 +464,13 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
     s = InstanceSet()
     s.include(_room())
     px, py, pz = PICTURE_CENTER
-    target = np.array([0.0, 0.0, -float(d["distance_m"])])
     if d["picture"] >= 0.5:
         # A framed print of a spider seen from above: the model mounted flat on white paper.
         s.add("cube", (px, py, pz), (0.84, 0.64, 0.01), (0.95, 0.94, 0.9), pattern=PRINT)
         span = min(max(float(d["size_cm"]), 5.0), 55.0) / 100.0
         mount = (np.array([math.sin(math.pi / 4), 0.0, 0.0, math.cos(math.pi / 4)]), np.array([px, py - 0.02, pz]))
         add_spiders(s, np.zeros((1, 3)), 0.0, span, np.zeros(4), float(d["hairiness"]), mount=mount)
-        target = np.array([px, py, pz])
+        focus, room_m = np.array([[px, py, pz]]), 0.9  # the picture with the sideboard below it
     else:
         # A quiet landscape print instead: sky, hills, meadow.
         s.add("cube", (px, py + 0.12, pz), (0.84, 0.4, 0.01), (0.55, 0.7, 0.88))
@@ -454,20 +491,22 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
             r = min(w, dep) / 2 - size_m * 0.6
             motion = (r, speed / r, 1.0, 0.0) if speed > 0 and r > 0.01 else (0.0, 0.0, 0.0, 0.0)
             add_spiders(s, [(bx, by + 0.02, bz)], 0.8, size_m, motion, float(d["hairiness"]))
-            target = np.array([bx, by, bz])
+            focus, room_m = np.array([[bx, by + hgt / 2, bz]]), 0.45  # the box and what it stands on
         else:
-            origin, yaw, span, motion, hair = _placement(d)
+            origin, yaw, span, motion, hair, focus = _placement(d)
             add_spiders(s, origin, yaw, span, motion, hair)
-            if d["on_table"] >= 0.5:
-                target = np.array([TABLE_XZ[0] - 0.1, TABLE_TOP_M, TABLE_XZ[1]])
-    # Untracked displays look towards what the level is about (a headset's own pose overrides this).
-    eye_y = 1.65
-    horiz = max(float(np.hypot(target[0], target[2])), 0.05)
-    pitch = -min(0.95, max(0.15, 0.92 * math.atan2(eye_y - float(target[1]), horiz)))
+            room_m = 0.15 if focus[0, 1] > RUG_TOP_M else 0.8  # a table top, or the rug and furniture around them
+    # Untracked displays frame what the level is about (a headset's own pose replaces this), seated at the
+    # table when that is where it happens.
+    eye_m = SEATED_EYE_M if focus[0, 1] >= TABLE_TOP_M - 0.01 and focus[0, 1] < 1.0 else STANDING_EYE_M
+    pitch, yaw, fovy = framing(focus, room_m, eye_m)
     return s.build(
         LOOK,
         (0.0, 0.0, 0.0),
         gaze_pitch_rad=pitch,
+        gaze_yaw_rad=yaw,
+        view_fovy_deg=fovy,
+        view_eye_height_m=eye_m,
         wind=0.0,
         shadow_center=(0.0, 1.2, -2.0),
         shadow_radius_m=5.0,

@@ -85,15 +85,16 @@ def test_fade_to_black_and_half_fade_to_white(render):
 def test_panel_shows_text_and_the_suds_scale(render):
     plain, _ = render(SceneState(environment="safe_place", level=0), size=(192, 192))
     text, _ = render(SceneState(environment="safe_place", level=0, panel_text="Well done. Take a breath."), size=(192, 192))
-    suds, _ = render(SceneState(environment="safe_place", level=0, suds_prompt=True), size=(192, 192))
+    suds, _ = render(SceneState(environment="safe_place", level=0, suds_prompt=True), size=(384, 384))
     changed = np.abs(text.astype(int) - plain.astype(int)).sum(axis=2) > 30
     assert changed.mean() > 0.02  # a panel appeared
     ys, xs = np.nonzero(changed)
     assert abs(xs.mean() - 96) < 12  # centred ahead of the patient
     assert ys.mean() > 96  # below eye level
-    # The SUDS scale adds the green-to-red bar: strongly red and strongly green pixels inside the panel.
+    # The SUDS scale adds the green-to-red bar: strongly red and strongly green pixels inside the panel
+    # (a few dozen at 384 px; at 192 px the thin bar is filtered into a handful).
     r, g = suds[..., 0].astype(int), suds[..., 1].astype(int)
-    assert ((r > 180) & (g < 120)).sum() > 5 and ((g > 150) & (r < 130)).sum() > 5
+    assert ((r > 180) & (g < 120)).sum() > 15 and ((g > 150) & (r < 130)).sum() > 15
 
 
 def test_glass_is_drawn_back_to_front(gl_ctx, render):

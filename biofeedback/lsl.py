@@ -196,3 +196,91 @@ class LslInletSensor:
         if not self._closed:
             log.warning("%s: stream not back after %.0f s; giving up", self.description, self.give_up_after_s)
         return None
+
+
+# -- generic outlets ------------------------------------------------------------------------------
+# What vrex publishes is decided elsewhere (``therapy.sinks``); this module only turns a description into a
+# well-behaved liblsl outlet: explicit source_id, channels/channel/{label,unit,type}, nested desc metadata.
+
+from collections.abc import Mapping, Sequence  # noqa: E402,F811  (kept with the outlet helpers they serve)
+
+#: How much an outlet keeps for a slow consumer (seconds for regular streams, x100 samples for irregular ones):
+#: a whole accelerated session fits, so a recorder that lags never loses samples.
+OUTLET_MAX_BUFFERED = 900
+
+
+def _append_desc(element: pylsl.XMLElement, values: Mapping[str, object]) -> None:
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            _append_desc(element.append_child(str(key)), value)
+        else:
+            element.append_child_value(str(key), "" if value is None else str(value))
+
+
+class Outlet:
+    """One LSL outlet; push from one thread. Timestamps are the session clock's (LSL seconds)."""
+
+    def __init__(self, info: pylsl.StreamInfo, *, max_buffered: int = OUTLET_MAX_BUFFERED) -> None:
+        self.source_id = info.source_id()
+        self.name = info.name()
+        self.string = info.channel_format() == pylsl.cf_string
+        self._outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=max_buffered)
+
+    def push_sample(self, values, timestamp_s: float) -> None:
+        self._outlet.push_sample(list(values), timestamp_s)
+
+    def push_chunk(self, values: np.ndarray, last_timestamp_s: float) -> None:
+        """A block of a regular stream: liblsl stamps the last sample ``last_timestamp_s`` and back-fills the
+        others at 1/rate (how a sensor packet is back-dated without 73 timestamps)."""
+        self._outlet.push_chunk(values, last_timestamp_s)
+
+    def push_stamped(self, values, timestamps_s) -> None:
+        """Samples with one timestamp each (irregular streams)."""
+        self._outlet.push_chunk([list(v) for v in values], [float(t) for t in timestamps_s])
+
+    def have_consumers(self) -> bool:
+        return bool(self._outlet.have_consumers())
+
+    def wait_for_consumers(self, timeout_s: float) -> bool:
+        return bool(self._outlet.wait_for_consumers(timeout_s))
+
+    def close(self) -> None:
+        """Destroy the outlet now (consumers see it gone; a recorder reconnects by source_id later)."""
+        outlet, self._outlet = self._outlet, None
+        if outlet is not None:
+            del outlet
+
+
+def open_outlet(
+    *,
+    name: str,
+    stream_type: str,
+    source_id: str,
+    channel_format: str,
+    nominal_srate_hz: float,
+    channels: Sequence[tuple[str, str, str]],
+    desc: Mapping[str, object] | None = None,
+    max_buffered: int = OUTLET_MAX_BUFFERED,
+) -> Outlet:
+    """An outlet described the way LSL tools expect: ``channels`` as ``(label, unit, type)``, ``desc`` nested
+    (mappings become child elements). ``source_id`` is required: without one pylsl derives it from Python's
+    randomised ``hash()`` and recorders cannot reconnect after a restart."""
+    if not source_id:
+        raise ValueError("an LSL outlet needs a stable source_id")
+    if channel_format not in _CHANNEL_FORMATS:
+        raise ValueError(f"channel format {channel_format!r}; expected one of {', '.join(_CHANNEL_FORMATS)}")
+    info = pylsl.StreamInfo(name, stream_type, len(channels), float(nominal_srate_hz),
+                            _CHANNEL_FORMATS[channel_format], source_id)
+    root = info.desc()
+    chans = root.append_child("channels")
+    for label, unit, ctype in channels:
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", unit)
+        ch.append_child_value("type", ctype)
+    _append_desc(root, desc or {})
+    return Outlet(info, max_buffered=max_buffered)
+
+
+_CHANNEL_FORMATS = {"float32": pylsl.cf_float32, "double64": pylsl.cf_double64, "string": pylsl.cf_string,
+                    "int32": pylsl.cf_int32, "int16": pylsl.cf_int16, "int8": pylsl.cf_int8}

@@ -62,6 +62,15 @@ def _fault(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _station(text: str) -> str:
+    from therapy.sinks.streams import station_name
+
+    try:
+        return station_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _year(text: str) -> int:
     try:
         return int(text)
@@ -94,6 +103,10 @@ def _session_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
                         "implausible, bad_payload, no_contact); repeatable")
     p.add_argument("--no-frames", dest="frames", action="store_false",
                    help="do not write PNG frames of the baseline, each level and the end")
+    p.add_argument("--no-lsl", dest="lsl", action="store_false",
+                   help="do not publish the session's LSL streams (ECG, RR, HR, Exposure, Markers)")
+    p.add_argument("--station", type=_station, default=None, metavar="NAME",
+                   help="station name in LSL stream names and source ids (default: this computer's host name)")
     if demo:
         p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the simulated patient (default 0)")
         add_data_dir(p, "--out")
@@ -230,7 +243,13 @@ def _start(args: argparse.Namespace, *, patient: str, sensor: str, command: str,
         if not console.is_terminal:  # plain lines for logs; a terminal gets the live panel below
             live.subscribe(ProgressPrinter(tally, console).on_event, name="progress")
 
-    runner = SessionRunner(request, observers=[attach], ask_retry=default_ask_retry)
+    def research(live) -> None:  # session.xdf next to the record, and the LSL outlets unless --no-lsl
+        from therapy.sinks.attach import attach_research
+
+        attach_research(live, data_dir=runner.prepare().store.path.parent, sensor=runner.sensor, lsl=args.lsl,
+                        station=args.station)
+
+    runner = SessionRunner(request, observers=[attach, research], ask_retry=default_ask_retry)
     prep = runner.prepare()  # user errors surface here, before the display or the sensor opens
     console.print(
         f"vrex {command}: patient [bold]{patient}[/], protocol [bold]{prep.protocol.name}[/] on "

@@ -8,12 +8,16 @@ frames come from the offscreen EGL context on the test thread.
 
 from __future__ import annotations
 
+import concurrent.futures
+import shutil
+import subprocess
 import threading
 
 import numpy as np
 import pytest
 
 from environments.scene_state import InputKind, SceneState, SceneStateBox
+from tests.conftest import require
 from tests.environments.xwindow import on_own_thread, x_window_rgb
 
 pytestmark = [pytest.mark.xvfb, pytest.mark.gl]
@@ -164,3 +168,71 @@ def test_no_x_display_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(DisplayUnavailableError, match="--display headless"):
         open_display("desktop")
+
+
+def _xdotool(*args: str) -> None:
+    subprocess.run(["xdotool", *args], check=True, capture_output=True, timeout=30)
+
+
+def _run_window_until(box, until, tmp_path, max_frames=900):
+    """Open a desktop window on its own thread and run the real render loop until ``until(event)`` is true.
+
+    Returns (window id future, result future): the first resolves once a frame is on screen.
+    """
+    from environments.displays import open_display
+    from environments.render_loop import RenderLoop
+
+    window_id: concurrent.futures.Future[int] = concurrent.futures.Future()
+    result: concurrent.futures.Future[list] = concurrent.futures.Future()
+
+    def body():
+        got = []
+        stop = threading.Event()
+
+        def on_input(event):
+            got.append(event)
+            if until(event):
+                stop.set()
+
+        try:
+            display = open_display("desktop", eye_size=(96, 108), max_fps=60)
+            try:
+                loop = RenderLoop(display, box, on_input)
+                shown = loop.request_capture(tmp_path / "first.png")  # resolved after the first frame
+                shown.add_done_callback(lambda f: window_id.set_result(int(display.window._window)))
+                loop.run(stop, max_frames=max_frames)  # the bound only guards against a hang
+            finally:
+                display.close()
+            result.set_result(got)
+        except BaseException as exc:  # noqa: BLE001 - surfaced on the test thread
+            if not window_id.done():
+                window_id.set_exception(exc)
+            result.set_exception(exc)
+
+    threading.Thread(target=body, name="test-window", daemon=True).start()
+    return window_id, result
+
+
+def test_a_real_key_press_reaches_the_render_loop_as_stop(xvfb_display, tmp_path):
+    """Space typed on the X server (XTEST, as a keyboard does) arrives at ``on_input`` as the patient's STOP."""
+    require(shutil.which("xdotool") is not None, "xdotool is not installed (apt-get install xdotool)")
+    box = SceneStateBox(SceneState(environment="heights", level=3))
+    window_id, result = _run_window_until(box, lambda e: e.kind is InputKind.STOP, tmp_path)
+    wid = str(window_id.result(timeout=60))
+    _xdotool("windowfocus", "--sync", wid)
+    _xdotool("key", "space")
+    got = result.result(timeout=60)
+    stops = [e for e in got if e.kind is InputKind.STOP]
+    assert len(stops) == 1 and stops[0].source == "desktop"
+
+
+def test_suds_is_answered_with_arrow_keys_and_enter_on_the_real_window(xvfb_display, tmp_path):
+    """While the scene asks for SUDS the arrow keys move the panel's marker 5 points a press; Enter answers."""
+    require(shutil.which("xdotool") is not None, "xdotool is not installed (apt-get install xdotool)")
+    box = SceneStateBox(SceneState(environment="heights", level=3, suds_prompt=True))
+    window_id, result = _run_window_until(box, lambda e: e.kind is InputKind.SUDS, tmp_path)
+    wid = str(window_id.result(timeout=60))
+    _xdotool("windowfocus", "--sync", wid)
+    _xdotool("key", "Right", "Right", "Right", "Left", "Return")
+    got = result.result(timeout=60)
+    assert [(e.kind, e.value) for e in got] == [(InputKind.SUDS, 60.0)]

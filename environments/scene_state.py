@@ -20,7 +20,11 @@ class SceneState:
     ``level`` is the described level (0 = mildest); ``intensity`` is 0..1, how
     far the scene has moved from ``level`` towards ``level + 1`` (0 = exactly
     the level as described), so a level change is shown gradually. ``dials``
-    override individual dials of the level (name, value) pairs. ``fade`` is 0
+    override individual dials of the level as (name, value) pairs: the renderer
+    eases every dial change in (nothing pops) and clamps values to the dial's
+    range; requests are checked earlier with ``registry.validate_dial``. With
+    ``safe_place`` set, ``environment`` names the safe environment to show (the
+    protocol's); a phobia environment there shows the default safe place. ``fade`` is 0
     (clear) to 1 (fully ``fade_rgb``). ``panel_text`` is shown on a world-space
     panel in front of the patient (SUDS prompt, messages); ``suds_prompt`` is
     true while an answer is awaited. ``breath_phase`` is 0..1 of the pacer's

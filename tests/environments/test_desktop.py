@@ -227,12 +227,15 @@ def test_a_real_key_press_reaches_the_render_loop_as_stop(xvfb_display, tmp_path
 
 
 def test_suds_is_answered_with_arrow_keys_and_enter_on_the_real_window(xvfb_display, tmp_path):
-    """While the scene asks for SUDS the arrow keys move the panel's marker 5 points a press; Enter answers."""
+    """While the scene asks for SUDS the arrow keys and the mouse wheel move the panel's marker 5 points a step;
+    Enter answers with it."""
     require(shutil.which("xdotool") is not None, "xdotool is not installed (apt-get install xdotool)")
     box = SceneStateBox(SceneState(environment="heights", level=3, suds_prompt=True))
     window_id, result = _run_window_until(box, lambda e: e.kind is InputKind.SUDS, tmp_path)
     wid = str(window_id.result(timeout=60))
     _xdotool("windowfocus", "--sync", wid)
-    _xdotool("key", "Right", "Right", "Right", "Left", "Return")
+    _xdotool("key", "Right", "Right", "Right", "Left")
+    _xdotool("mousemove", "--window", wid, "20", "20", "click", "4")  # the wheel: one notch up
+    _xdotool("key", "Return")
     got = result.result(timeout=60)
-    assert [(e.kind, e.value) for e in got] == [(InputKind.SUDS, 60.0)]
+    assert [(e.kind, e.value) for e in got] == [(InputKind.SUDS, 65.0)]

@@ -16,3 +16,4 @@ def register(bench: argparse._SubParsersAction) -> None:
     signal.register(bench)
     render.register(bench)
     link.register(bench)
+    __import__("bench.lsl").lsl.register(bench)

@@ -284,3 +284,44 @@ def open_outlet(
 
 _CHANNEL_FORMATS = {"float32": pylsl.cf_float32, "double64": pylsl.cf_double64, "string": pylsl.cf_string,
                     "int32": pylsl.cf_int32, "int16": pylsl.cf_int16, "int8": pylsl.cf_int8}
+
+
+class Inlet:
+    """A plain inlet on one stream (for tools and benchmarks; sessions read through :class:`LslInletSensor`)."""
+
+    def __init__(self, info: pylsl.StreamInfo, *, max_buflen_s: int = 360, timeout_s: float = 5.0) -> None:
+        self._inlet = pylsl.StreamInlet(info, max_buflen=max_buflen_s, recover=True)
+        self.info = self._inlet.info(timeout=timeout_s)
+        self._inlet.open_stream(timeout=timeout_s)
+
+    @property
+    def name(self) -> str:
+        return self.info.name()
+
+    def pull_chunk(self, timeout_s: float = 0.0, max_samples: int = 4096) -> tuple[list, list[float]]:
+        """Samples and their timestamps (the outlet's clock, uncorrected) that arrived, waiting up to
+        ``timeout_s`` for the first."""
+        samples, stamps = self._inlet.pull_chunk(timeout=timeout_s, max_samples=max_samples)
+        return samples, stamps
+
+    def pull_sample(self, timeout_s: float) -> tuple[list | None, float | None]:
+        """The next sample and its timestamp, returning as soon as one arrives (``(None, None)`` on timeout).
+        Unlike a chunk pull with a timeout, which liblsl holds until the chunk is full, this measures arrival."""
+        return self._inlet.pull_sample(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._inlet.close_stream()
+
+
+def open_inlet(source_id: str, timeout_s: float = 5.0, *, max_buflen_s: int = 360) -> Inlet:
+    """An :class:`Inlet` on the stream with this ``source_id``; :class:`SensorUnavailableError` if none shows."""
+    found = pylsl.resolve_bypred(f"source_id='{_escape(source_id)}'", 1, timeout_s)
+    if not found:
+        raise SensorUnavailableError(f"no LSL stream with source_id {source_id!r} within {timeout_s:g} s")
+    return Inlet(found[0], max_buflen_s=max_buflen_s, timeout_s=timeout_s)
+
+
+def liblsl_version() -> str:
+    """liblsl's version as ``1.18`` (for benchmark and export provenance)."""
+    v = int(pylsl.library_version())
+    return f"{v // 100}.{v % 100}"

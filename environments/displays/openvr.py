@@ -246,6 +246,8 @@ class OpenVRDisplay:
             self._poses = (openvr.TrackedDevicePose_t * openvr.k_unMaxTrackedDeviceCount)()
             self._event = openvr.VREvent_t()
             self._textures: list[openvr.Texture_t] = []
+            self._timing = openvr.Compositor_FrameTiming()  # sets m_nSize, as the runtime requires
+            self._timing_ptr = ctypes.pointer(self._timing)
             self._last_frame_index = -1
             self._quit = False
         except Exception:
@@ -278,8 +280,13 @@ class OpenVRDisplay:
             self._mirror.present(eye_textures[:1])
 
     def _count_missed(self) -> None:
-        """Dropped and mis-presented frames from the compositor's timing of the last frame."""
-        ok, timing = self.compositor.getFrameTiming(0)
+        """Dropped and mis-presented frames from the compositor's timing of the last frame.
+
+        Called through the function table with a struct and pointer made once
+        (pyopenvr's ``getFrameTiming`` wrapper allocates a new struct per call).
+        """
+        timing = self._timing
+        ok = self.compositor.function_table.getFrameTiming(self._timing_ptr, 0)
         if ok and timing.m_nFrameIndex != self._last_frame_index:
             self._last_frame_index = timing.m_nFrameIndex
             self.timer.add_missed(timing.m_nNumDroppedFrames + timing.m_nNumMisPresented)

@@ -15,6 +15,8 @@ import ctypes
 import logging
 import math
 import threading
+from types import SimpleNamespace
+
 import numpy as np
 import openvr
 import pytest
@@ -49,16 +51,19 @@ class StandInCompositor:
         self.poses: list[np.ndarray | None] = []  # HMD pose per waitGetPoses (3x4 rows; None: not tracked)
         self.timings: list[tuple[int, int, int]] = []  # (frame index, dropped, mis-presented) per getFrameTiming
         self.tracking_space = None
+        self.function_table = SimpleNamespace(getFrameTiming=self._get_frame_timing)  # what pyopenvr calls into
 
     def setTrackingSpace(self, origin) -> None:
         self.tracking_space = origin
 
-    def getFrameTiming(self, frames_ago=0):
-        timing = openvr.Compositor_FrameTiming()
+    def _get_frame_timing(self, timing_ptr, frames_ago) -> bool:
+        """IVRCompositor's C entry: fills the caller's Compositor_FrameTiming (its m_nSize must be set)."""
+        timing = timing_ptr.contents
+        assert timing.m_nSize == ctypes.sizeof(openvr.Compositor_FrameTiming) and frames_ago == 0
         if not self.timings:
-            return False, timing
+            return False
         timing.m_nFrameIndex, timing.m_nNumDroppedFrames, timing.m_nNumMisPresented = self.timings.pop(0)
-        return True, timing
+        return True
 
     def submit(self, eye, texture, bounds=None, submitFlags=0) -> None:
         _raise(self.submit_codes.pop(0) if self.submit_codes else 0)

@@ -197,7 +197,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from therapy.runner import DEMO_PATIENT
 
     return _start(args, patient=DEMO_PATIENT, sensor=f"sim:{args.seed}", command="demo", simulated_patient=True,
-                  seed=args.seed, signal_timeout_s=30.0)
+                  seed=args.seed, signal_timeout_s=30.0, simulated_therapist=True)
 
 
 def _run_session(args: argparse.Namespace) -> int:
@@ -218,7 +218,7 @@ def _run_session(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace, *, patient: str, sensor: str, command: str, simulated_patient: bool,
-           seed: int, signal_timeout_s: float) -> int:
+           seed: int, signal_timeout_s: float, simulated_therapist: bool = False) -> int:
     from rich.console import Console
 
     from therapy.progress import ProgressPrinter, SessionTally
@@ -228,7 +228,8 @@ def _start(args: argparse.Namespace, *, patient: str, sensor: str, command: str,
     request = SessionRequest(
         patient=patient, protocol=args.protocol, sensor=sensor, minutes=args.minutes, speed=args.speed,
         faults=tuple(args.fault), display=display, eye_size=args.eye_size or (640, 720), fps=args.fps,
-        data_dir=args.data_dir, simulated_patient=simulated_patient, capture_frames=args.frames,
+        data_dir=args.data_dir, simulated_patient=simulated_patient, simulated_therapist=simulated_therapist,
+        capture_frames=args.frames,
         signal_timeout_s=signal_timeout_s, command=command, seed=seed,
     )
     console = Console()

@@ -66,7 +66,53 @@ class SetLevel(Command):
 
 @dataclass(frozen=True, slots=True)
 class AnswerSuds(Command):
+    """A SUDS rating (0-100): the patient's answer to the pending prompt, or one the therapist enters."""
+
     value: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSuds(Command):
+    """The therapist asks the patient for a SUDS rating now (shown in the headset)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptStepUp(Command):
+    """The therapist accepts the pending step-up recommendation (``step_up = "confirm"``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeclineStepUp(Command):
+    """The therapist declines the pending step up; it is not offered again for the protocol's set time."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProceedWithoutHeartData(Command):
+    """The therapist's explicit decision to run exposure without heart data (recorded; the alert repeats)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AddNote(Command):
+    """A therapist's note, stored in the record at the moment it was written."""
+
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetDial(Command):
+    """Override one dial of the shown environment on top of its level (``value`` None resets it).
+
+    The override is eased in, recorded, and reset when the level changes unless ``pinned``.
+    """
+
+    name: str = ""
+    value: float | None = None
+    pinned: bool = False
+    reason: str = ""
 
 
 class CommandQueue:

@@ -19,6 +19,7 @@ class Phase(enum.Enum):
     BASELINE = "baseline"
     EXPOSURE = "exposure"
     SAFE_PLACE = "safe_place"  # exposure paused: the patient or therapist asked for the safe place
+    BREATHING = "breathing"  # paced breathing with HRV biofeedback (or the resonance-rate assessment)
     RECOVERY = "recovery"
     ENDED = "ended"
 
@@ -119,9 +120,17 @@ class BaselineMeasured(Event):
     beats: int
 
 
+#: Why a SUDS rating was asked: ``anticipated`` (before a level is shown, an expectancy rating), ``entry`` (on
+#: reaching a level), ``during`` (the protocol's timer), ``before_step_up``, ``therapist`` (asked from the console),
+#: ``end`` (at the end of exposure); ``unprompted`` for a rating entered without a prompt.
+SUDS_KINDS = ("anticipated", "entry", "during", "before_step_up", "therapist", "end", "unprompted")
+
+
 @dataclass(frozen=True, slots=True)
 class SudsPrompted(Event):
     level: int
+    kind: str = "during"
+    question: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,18 +139,102 @@ class SudsRecorded(Event):
     level: int
     phase: str
     source: str
+    kind: str = "during"
 
 
 @dataclass(frozen=True, slots=True)
 class SudsMissed(Event):
+    """A prompt that got no answer in time: recorded as missed, never guessed."""
+
     level: int
+    kind: str = "during"
+
+
+@dataclass(frozen=True, slots=True)
+class LevelSuds(Event):
+    """The SUDS story of one visit to a level, published when the patient leaves it."""
+
+    level: int
+    anticipated: int | None
+    first: int | None
+    peak: int | None
+    end: int | None  # the last rating given at the level
+    ratings: int
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepUpOffered(Event):
+    """A ready step up waiting for the therapist (``step_up = "confirm"``)."""
+
+    from_level: int
+    to_level: int
+    expires_s: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepUpResolved(Event):
+    """What became of an offered step up: ``accepted``, ``declined``, ``expired`` or ``withdrawn``."""
+
+    to_level: int
+    outcome: str
+    who: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TherapistDecision(Event):
+    """A recorded clinical decision that lowers a safety default (e.g. exposure without heart data)."""
+
+    decision: str
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoteAdded(Event):
+    source: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DialChanged(Event):
+    """A therapist's dial override (``value`` None: back to the level's own setting)."""
+
+    name: str
+    value: float | None
+    pinned: bool
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BreathingSampled(Event):
+    """Paced breathing with HRV biofeedback, once a second: the pacer and the measured heart response."""
+
+    breaths_per_min: float
+    swing_bpm: float | None  # mean peak-to-trough HR per breath cycle
+    lf_power_ms2: float | None
+    coherence: float | None
+    calm: float  # 0..1, drives the scene's calm-response dial
+
+
+@dataclass(frozen=True, slots=True)
+class ResonanceAssessed(Event):
+    """The resonance-frequency assessment's choice, explained."""
+
+    breaths_per_min: float | None
+    explanation: str
+    per_rate: tuple[tuple[float, float | None, float | None], ...]  # (rate, swing_bpm, lf_power_ms2)
 
 
 @dataclass(frozen=True, slots=True)
 class SafetyAlert(Event):
     code: str
     message: str
-    action: str  # what the supervisor did: "veto_step_up", "safe_place", "alert"
+    action: str  # what was done: "veto_step_up", "safe_place", "alert", "lower_max_level", "hold"
+    severity: str = "warning"  # "info" | "warning" | "critical" (a louder alert on the console)
 
 
 @dataclass(frozen=True, slots=True)

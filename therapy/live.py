@@ -48,6 +48,8 @@ from therapy.events import (
     SafetyAlert,
     SensorEvent,
     SessionEnded,
+    StepUpOffered,
+    StepUpResolved,
     SudsMissed,
     SudsPrompted,
     SudsRecorded,
@@ -147,6 +149,7 @@ class Snapshot:
     link_state: str
     link_detail: str
     last_recommendation: Recommendation | None
+    pending_step_up: StepUpOffered | None
     status: EndStatus | None
     end_reason: str
     lag_s: float
@@ -204,6 +207,7 @@ class _Fold:
         self.link_state = "unknown"
         self.link_detail = ""
         self.last_recommendation: Recommendation | None = None
+        self.pending_step_up: StepUpOffered | None = None
         self.status: EndStatus | None = None
         self.end_reason = ""
         self.lag_s = 0.0
@@ -214,10 +218,14 @@ class _Fold:
         match event:
             case PhaseChanged():
                 self.phase = event.phase
-                if event.phase is not Phase.EXPOSURE:
-                    self.pending_suds = None
+                self.pending_step_up = None
             case LevelChanged():
                 self.level, self.step = event.level, event.step
+                self.pending_step_up = None
+            case StepUpOffered():
+                self.pending_step_up = event
+            case StepUpResolved():
+                self.pending_step_up = None
             case BaselineMeasured():
                 self.baseline = event
             case HeartSampled():
@@ -250,7 +258,8 @@ class _Fold:
             identity=self.identity, events=self.events, now_s=self.now_s, phase=self.phase, level=self.level,
             step=self.step, shown=shown, baseline=self.baseline, heart=self.heart, pending_suds=self.pending_suds,
             last_suds=self.last_suds, alerts=tuple(self.alerts), link_state=self.link_state,
-            link_detail=self.link_detail, last_recommendation=self.last_recommendation, status=self.status,
+            link_detail=self.link_detail, last_recommendation=self.last_recommendation,
+            pending_step_up=self.pending_step_up, status=self.status,
             end_reason=self.end_reason, lag_s=self.lag_s,
         )
 

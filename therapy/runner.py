@@ -82,6 +82,7 @@ class SessionRequest:
     fps: float | None = None
     data_dir: Path | None = None
     simulated_patient: bool = False  # answer SUDS prompts like the simulated strap's patient (demo, training)
+    simulated_therapist: bool = False  # accept step-up recommendations after a short look (demo, training)
     capture_frames: bool = True
     signal_timeout_s: float = 30.0  # session seconds to wait for a valid heart signal before the baseline
     command: str = "run"
@@ -128,6 +129,7 @@ class _Prepared:
     plan: SessionPlan
     sensor_kind: str
     patient_age_years: float | None
+    resonance_breaths_per_min: float | None
     hierarchy: tuple[int, ...] | None
     store: SessionStore
     metadata: dict[str, object] = field(default_factory=dict)
@@ -211,7 +213,8 @@ class SessionRunner:
                 raise TherapyError(f"patient {patient.code}'s hierarchy for {env.name} names levels {bad} that "
                                    f"{env.name} does not have (0..{top}); set it again with 'python main.py "
                                    f"patients hierarchy {patient.code} {env.name} LEVEL...'")
-        self._prepared = _Prepared(protocol, text, env, safe_env, plan, kind, patient.age_years(), hierarchy, store)
+        self._prepared = _Prepared(protocol, text, env, safe_env, plan, kind, patient.age_years(),
+                                   patient.resonance_breaths_per_min, hierarchy, store)
         return self._prepared
 
     # -- 2.-5. the whole session ------------------------------------------------------------------
@@ -254,7 +257,12 @@ class SessionRunner:
         from biofeedback.sensors import open_sensor
 
         drive = drive_from_scene(self.scene, len(prep.env.levels))
-        return open_sensor(self.request.sensor, self.clock, drive=drive, faults=list(self.request.faults) or None)
+        return open_sensor(self.request.sensor, self.clock, drive=drive, faults=list(self.request.faults) or None,
+                           pacer=self.pacer_breaths_per_min)
+
+    def pacer_breaths_per_min(self) -> float | None:
+        """The breathing pacer's rate now (the simulated strap's patient breathes with it)."""
+        return self.runtime.pacer_breaths_per_min if self.runtime is not None else None
 
     def _close_sensor_now(self) -> None:
         if self.sensor is not None:
@@ -342,6 +350,7 @@ class SessionRunner:
                 clock=clock, sensor=sensor, pipeline=pipeline, protocol=prep.protocol, environment=prep.env,
                 safe_environment=prep.safe_env, plan=prep.plan, live=self.live, scene=scene,
                 patient_age_years=prep.patient_age_years, hierarchy=prep.hierarchy, records=records,
+                resonance_breaths_per_min=prep.resonance_breaths_per_min,
             )
             self.runtime = runtime
             if req.capture_frames and self._request_capture is not None:
@@ -356,6 +365,11 @@ class SessionRunner:
                 patient = SimulatedPatient(clock, self.live, lambda: sensor.fear_bpm / model.fear_gain_bpm,
                                            seed=req.seed)
                 helpers.append(asyncio.create_task(_guarded(patient.run), name="vrex-sim-patient"))
+            if req.simulated_therapist:
+                from therapy.simulated_patient import SimulatedTherapist
+
+                therapist = SimulatedTherapist(clock, self.live, seed=req.seed)
+                helpers.append(asyncio.create_task(_guarded(therapist.run), name="vrex-sim-therapist"))
             for companion in self._companions:
                 live = self.live
                 helpers.append(asyncio.create_task(_guarded(lambda c=companion: c(live, clock)), name="vrex-companion"))
@@ -437,6 +451,7 @@ class SessionRunner:
         )
         live = LiveSession(identity, self._commands, self.scene)
         live.subscribe(self._writer, lossless=True, name="store")
+        live.subscribe(_ResonanceSaver(prep.store.path.parent, req.patient), lossless=True, name="resonance")
         for observer in self._observers:
             try:
                 observer(live)
@@ -475,6 +490,23 @@ class SessionRunner:
             max_lag_s=getattr(self.clock, "max_lag_s", 0.0),
             render_error=render_error,
         )
+
+
+class _ResonanceSaver:
+    """Saves a resonance assessment's choice as the patient's resonance rate (HRV biofeedback paces at it)."""
+
+    def __init__(self, data_dir: Path, patient: str) -> None:
+        self._data_dir = data_dir
+        self._patient = patient
+
+    def __call__(self, item: object) -> None:
+        from therapy.events import ResonanceAssessed
+        from therapy.store import open_store
+
+        if isinstance(item, ResonanceAssessed) and item.breaths_per_min is not None:
+            with open_store(self._data_dir) as store:
+                store.set_resonance(self._patient, item.breaths_per_min)
+            log.info("patient %s: resonance rate %.1f breaths/min saved", self._patient, item.breaths_per_min)
 
 
 class _RecordStream:

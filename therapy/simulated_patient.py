@@ -1,4 +1,7 @@
-"""The simulated patient's answers: SUDS ratings that follow the simulated heart's fear response.
+"""The simulated patient's answers and the simulated therapist's confirmations.
+
+The patient gives SUDS ratings that follow the simulated heart's fear response;
+the therapist accepts the engine's step-up recommendations after a short look.
 
 Used by ``demo`` and therapist training so the whole SUDS flow (prompt in the
 headset, answer, record) runs without a person. Like a real patient it sees the
@@ -15,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from biofeedback.clock import Clock
-from therapy.commands import AnswerSuds
+from therapy.commands import AcceptStepUp, AnswerSuds
 from therapy.live import LiveSession
 
 log = logging.getLogger(__name__)
@@ -48,3 +51,32 @@ class SimulatedPatient:
             fear = min(max(self._fear_fraction(), 0.0), 1.0)
             value = int(np.clip(round(12 + 85 * fear + self._rng.normal(0, 5)), 0, 100))
             self._live.commands.put(AnswerSuds(source="patient (simulated)", value=value))
+
+
+class SimulatedTherapist:
+    """Accepts each step-up recommendation after a seeded 4-15 s look (``demo``, training, tests).
+
+    It watches the live snapshot like a therapist watches the console, and sends the same command the console's
+    Accept button sends; an offer that is withdrawn or expires meanwhile is left alone.
+    """
+
+    look_every_s = 1.0
+
+    def __init__(self, clock: Clock, live: LiveSession, *, seed: int = 0, name: str = "therapist (simulated)"):
+        self._clock = clock
+        self._live = live
+        self._rng = np.random.default_rng([seed, 0x7E4])
+        self._name = name
+
+    async def run(self) -> None:
+        seen: float | None = None
+        while True:
+            await self._clock.sleep(self.look_every_s)
+            offer = self._live.snapshot().pending_step_up
+            if offer is None or offer.t_s == seen:
+                continue
+            seen = offer.t_s
+            await self._clock.sleep_until(offer.t_s + float(self._rng.uniform(4.0, 15.0)))
+            still = self._live.snapshot().pending_step_up
+            if still is not None and still.t_s == offer.t_s:
+                self._live.commands.put(AcceptStepUp(source=self._name))

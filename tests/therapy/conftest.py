@@ -74,7 +74,10 @@ def run_virtual_session(
     patient: str = PATIENT,
     birth_year: int | None = 1990,
     observers: Sequence[Callable[[LiveSession], None]] = (),
+    companions: Sequence[Callable] = (),
+    runner_holder: dict | None = None,
     simulated_patient: bool = True,
+    simulated_therapist: bool = True,
     signal_timeout_s: float = 30.0,
 ) -> VirtualSession:
     """One whole session through the real runner, runtime, pipeline, simulator and SQLite store.
@@ -91,7 +94,8 @@ def run_virtual_session(
 
             spec = protocol if isinstance(protocol, ProtocolSpec) else load_protocol(protocol)[0]
             levels = len(registry.info(spec.environment).levels)
-            return SimulatedSensor(clock, seed=seed, drive=drive_from_scene(scene, levels), faults=faults, model=model)
+            return SimulatedSensor(clock, seed=seed, drive=drive_from_scene(scene, levels), faults=faults, model=model,
+                                   pacer=lambda: runner.pacer_breaths_per_min())
     log = EventLog()
     scenes: list[SceneState] = []
 
@@ -108,13 +112,16 @@ def run_virtual_session(
 
     runner = SessionRunner(
         SessionRequest(patient=patient, protocol=protocol, sensor=sensor or f"sim:{seed}", minutes=minutes,
-                       display="none", data_dir=tmp_path, simulated_patient=simulated_patient, seed=seed,
+                       display="none", data_dir=tmp_path, simulated_patient=simulated_patient,
+                       simulated_therapist=simulated_therapist, seed=seed,
                        signal_timeout_s=signal_timeout_s, command="test"),
         clock=VirtualClock(start_s=1000.0),
         sensor_factory=sensor_factory,
         observers=[lambda live: live.subscribe(log, lossless=True, name="test-log"), *observers],
-        companions=[run_script, watch_scenes],
+        companions=[run_script, watch_scenes, *companions],
     )
+    if runner_holder is not None:
+        runner_holder["runner"] = runner
     outcome = runner.run()
     return VirtualSession(outcome.status, outcome.record_path, outcome.session_id, log.events, scenes, outcome, runner)
 

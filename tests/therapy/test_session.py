@@ -194,7 +194,8 @@ def test_patient_stop_during_the_baseline_holds_exposure_until_resumed(virtual_s
 
 
 def test_patient_stop_in_a_safety_safe_place_cancels_the_automatic_resume(virtual_session):
-    spec, _ = load_protocol("heights-graded")
+    spec, _ = load_protocol("heights-graded")  # a protocol that lets exposure resume by itself after a safety stop
+    spec = spec.model_copy(update={"safety": spec.safety.model_copy(update={"resume_after_safety": "auto"})})
     model = PatientModel(rest_hr_bpm=90.0, fear_gain_bpm=900.0, habituation_tau_s=1e6, fear_floor=1.0)
     probe = virtual_session(minutes=12, seed=1, model=model, protocol=spec, birth_year=AGED_80)
     t_safety = next(e.t_s for e in probe.of(PhaseChanged) if e.phase is Phase.SAFE_PLACE) - probe.t0_s

@@ -140,7 +140,12 @@ ALTER TABLE sessions ADD COLUMN patient_code TEXT;
 CREATE INDEX sessions_by_patient ON sessions(patient_code, started_utc);
 """
 
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, SCHEMA_V2)  # MIGRATIONS[i] takes user_version i to i + 1
+#: v3: SUDS ratings say why they were asked (anticipated, entry, during, before_step_up, therapist, end, unprompted).
+SCHEMA_V3 = """
+ALTER TABLE suds ADD COLUMN kind TEXT NOT NULL DEFAULT 'during';
+"""
+
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)  # MIGRATIONS[i] takes user_version i to i + 1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: Patient codes are pseudonyms: letters, digits, '-' and '_' only, so a name cannot slip in as easily.
@@ -231,8 +236,8 @@ def _typed_row(session_id: str, event: Event) -> tuple[str, tuple] | None:
             )
         case SudsRecorded():
             return (
-                "INSERT INTO suds VALUES (?,?,?,?,?,?)",
-                (session_id, event.t_s, event.value, event.level, event.phase, event.source),
+                "INSERT INTO suds (session_id, t_s, value, level, phase, source, kind) VALUES (?,?,?,?,?,?,?)",
+                (session_id, event.t_s, event.value, event.level, event.phase, event.source, event.kind),
             )
         case PhaseChanged():
             return (
@@ -414,9 +419,16 @@ class SqliteStore:
                        for t, lv, pv, c, r in
                        q("SELECT t_s, level, previous, cause, reason FROM level_changes WHERE session_id=? "
                          "ORDER BY t_s", (sid,))],
-            "suds": [{"t_s": round(t - origin, 3), "value": v, "level": lv, "phase": ph, "source": s}
-                     for t, v, lv, ph, s in
-                     q("SELECT t_s, value, level, phase, source FROM suds WHERE session_id=? ORDER BY t_s", (sid,))],
+            "suds": [{"t_s": round(t - origin, 3), "value": v, "level": lv, "phase": ph, "source": s, "kind": k}
+                     for t, v, lv, ph, s, k in
+                     q("SELECT t_s, value, level, phase, source, kind FROM suds WHERE session_id=? ORDER BY t_s",
+                       (sid,))],
+            "levels_suds": [json.loads(p) | {"t_s": round(t - origin, 3)} for t, p in
+                            q("SELECT t_s, payload_json FROM events WHERE session_id=? AND kind='LevelSuds' "
+                              "ORDER BY seq", (sid,))],
+            "notes": [json.loads(p) | {"t_s": round(t - origin, 3)} for t, p in
+                      q("SELECT t_s, payload_json FROM events WHERE session_id=? AND kind='NoteAdded' ORDER BY seq",
+                        (sid,))],
             "alerts": alerts,
         }
 

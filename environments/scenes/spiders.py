@@ -495,7 +495,7 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
         else:
             origin, yaw, span, motion, hair, focus = _placement(d)
             add_spiders(s, origin, yaw, span, motion, hair)
-            room_m = 0.15 if focus[0, 1] > RUG_TOP_M else 0.8  # a table top, or the rug and furniture around them
+            room_m = 0.15 if focus[0, 1] > RUG_TOP_M else 0.5  # a table top, or the rug around them
     # Untracked displays frame what the level is about (a headset's own pose replaces this), seated at the
     # table when that is where it happens.
     eye_m = SEATED_EYE_M if focus[0, 1] >= TABLE_TOP_M - 0.01 and focus[0, 1] < 1.0 else STANDING_EYE_M

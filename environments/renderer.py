@@ -8,9 +8,10 @@ panel into its one texture (rare). Nothing is created per frame.
 
 Within one environment every change of its dials (a therapist's override, a
 new level, the intensity ramp) is eased: the shown values travel to the new
-ones in :data:`EASE_STEPS` rebuilds over :data:`EASE_S` seconds, so nothing
-pops and the patient's viewpoint never jumps. A new environment (entering the
-safe place) is shown at once; the runtime's fade covers that switch.
+ones in :data:`EASE_STEPS` rebuilds over :data:`EASE_S` seconds, gently at
+both ends, so nothing pops (a higher balcony rises in small steps instead of
+jumping). A new environment (entering the safe place) is shown at once; the
+runtime's fade covers that switch.
 """
 
 from __future__ import annotations
@@ -375,6 +376,8 @@ class Renderer:
                       self.level)
             return
         self._level_shown = level
+        if env == self._env_shown:
+            self.level = level  # also when the new level's dials equal the old ones (no rebuild)
         if env != self._env_shown or self._build is None:
             self._ease_to = self._ease_from = target
             self._ease_step = EASE_STEPS

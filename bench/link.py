@@ -45,7 +45,7 @@ def bench_link_command(args: argparse.Namespace) -> int:
     if args.drops < 1:
         raise BiofeedbackError(f"--drops must be >= 1, got {args.drops}")
     try:
-        from biofeedback.virtual_ble import VirtualRadio, VirtualStrap  # noqa: F401
+        from biofeedback.ble.virtual import VirtualRadio, VirtualStrap  # noqa: F401
     except ImportError as exc:
         from biofeedback.errors import SensorUnavailableError
 
@@ -87,7 +87,7 @@ async def _bench_link(args: argparse.Namespace) -> dict[str, Any]:
     from biofeedback.clock import ScaledClock
     from biofeedback.hrm import encode_heart_rate_measurement
     from biofeedback.records import HeartSample, LinkEvent, LinkState
-    from biofeedback.virtual_ble import VirtualRadio, VirtualStrap
+    from biofeedback.ble.virtual import VirtualRadio, VirtualStrap
 
     loop = asyncio.get_running_loop()
     strap = VirtualStrap("Bench HRM", "F0:00:00:00:00:0B", advertising_interval_ms=args.adv_interval_ms)

@@ -1,14 +1,24 @@
 """The one module that imports pylsl (liblsl): clock, outlets and the inlet sensor.
 
-Everything else asks this module for LSL; tests load ``../shared/lsl/loopback.cfg``
-(via ``LSLAPICFG``) before the first call.
+Everything else asks this module for LSL. Importing it configures liblsl before
+its first use (:func:`configure_liblsl`): the configuration liblsl would have
+loaded anyway (``LSLAPICFG``, then ``lsl_api.cfg`` in the working directory,
+``~/lsl_api/lsl_api.cfg``, ``/etc/lsl_api/lsl_api.cfg``) with only its log
+level lowered, so liblsl's own log lines (``api_config.cpp ... ERR``) never
+reach a therapist's terminal while a lab's discovery settings stay as they are.
+Problems with that file are reported through Python logging instead. The tests
+point ``LSLAPICFG`` at ``tests/lsl/loopback.cfg``; vrex itself never defaults to
+loopback, since labs need normal discovery across machines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pylsl
@@ -18,13 +28,160 @@ from biofeedback.clock import Clock
 from biofeedback.errors import SensorUnavailableError
 from biofeedback.records import EcgChunk, HeartSample, LinkEvent, LinkState, SensorRecord
 
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "LSLAPICFG"
+#: loguru's FATAL: the quietest level liblsl's ``[log] level`` accepts (-3..9).
+QUIET_LOG_LEVEL = -3
+_IPV6_VALUES = {"disabled", "disable", "allowed", "allow", "forced", "force"}
+_SCOPES = {"machine", "link", "site", "organization", "global"}
+
+
+@dataclass(frozen=True, slots=True)
+class LiblslConfig:
+    """What vrex hands liblsl: the INI text, where it came from, and what was wrong on the way."""
+
+    content: str
+    source: Path | None
+    problems: tuple[str, ...] = ()
+
+
+def config_candidates(env: Mapping[str, str], cwd: Path, home: Path | None) -> list[Path]:
+    """The files liblsl itself would try, in its order (``api_config.cpp``)."""
+    out: list[Path] = []
+    if env.get(CONFIG_ENV):
+        out.append(Path(env[CONFIG_ENV]))
+    out.append(cwd / "lsl_api.cfg")
+    if home is not None:
+        out.append(home / "lsl_api" / "lsl_api.cfg")
+    out.append(Path("/etc/lsl_api/lsl_api.cfg"))
+    return out
+
+
+def parse_liblsl_ini(text: str) -> list[tuple[str, str, str]]:
+    """``(section, key, value)`` exactly as liblsl's INI reader sees them; ValueError like liblsl's.
+
+    liblsl rejects a whole file for one bad line (and then falls back to its
+    defaults with its default, chatty log level), so vrex checks the same rules
+    first and can say what is wrong in one line of its own.
+    """
+    entries: list[tuple[str, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    section = ""
+    ws = " \t\r\n"
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if line.startswith(";") or not line.strip(ws):
+            continue
+        if line.startswith("["):
+            close = line.find("]")
+            if close < 0:
+                raise ValueError(f"line {lineno}: no closing bracket ] in {line.strip()!r}")
+            section = line[1:close]
+            continue
+        key, eq, value = line.partition("=")
+        if not eq:
+            raise ValueError(f"line {lineno}: {line.strip()!r} is not 'key = value'")
+        key, value = key.strip(ws), value.strip(ws)
+        if not key:
+            raise ValueError(f"line {lineno}: empty key")
+        if not value:
+            raise ValueError(f"line {lineno}: key {key!r} has no value")
+        if (section, key) in seen:
+            raise ValueError(f"line {lineno}: duplicate key {section + '.' if section else ''}{key}")
+        seen.add((section, key))
+        entries.append((section, key, value))
+    values = {f"{s}.{k}": v for s, k, v in entries}
+    if values.get("ports.IPv6", "allow") not in _IPV6_VALUES:
+        raise ValueError(f"[ports] IPv6 = {values['ports.IPv6']!r}; expected one of allow, disable, force")
+    if values.get("multicast.ResolveScope", "site") not in _SCOPES:
+        raise ValueError(f"[multicast] ResolveScope = {values['multicast.ResolveScope']!r}; expected one of {', '.join(sorted(_SCOPES))}")
+    level = values.get("log.level", "0")
+    try:
+        if not -3 <= int(level) <= 9:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"[log] level = {level!r}; expected an integer from -3 to 9") from None
+    return entries
+
+
+def quiet_config(env: Mapping[str, str], cwd: Path, home: Path | None) -> LiblslConfig:
+    """The configuration liblsl would load, with its terminal log lowered to fatal errors only.
+
+    A ``[log] file`` the user set is kept as it is: liblsl then writes its log
+    there and nothing to the terminal, which is what that user asked for.
+    """
+    problems: list[str] = []
+    for i, path in enumerate(config_candidates(env, cwd, home)):
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            if i == 0 and env.get(CONFIG_ENV):
+                problems.append(f"{CONFIG_ENV} file {str(path)!r} not found or unreadable; fix or unset {CONFIG_ENV}")
+            continue
+        try:
+            entries = parse_liblsl_ini(text)
+        except ValueError as exc:
+            problems.append(f"LSL configuration {str(path)!r} ignored ({exc}); liblsl would ignore it too - fix that line")
+            continue
+        keys = {(s, k) for s, k, _ in entries}
+        if ("log", "file") not in keys:
+            entries = [e for e in entries if e[:2] != ("log", "level")] + [("log", "level", str(QUIET_LOG_LEVEL))]
+        return LiblslConfig(_render_ini(entries), path, tuple(problems))
+    return LiblslConfig(_render_ini([("log", "level", str(QUIET_LOG_LEVEL))]), None, tuple(problems))
+
+
+def _render_ini(entries: list[tuple[str, str, str]]) -> str:
+    lines: list[str] = []
+    current: str | None = None
+    for section, key, value in sorted(entries, key=lambda e: e[0] != ""):  # section-less keys first, as read
+        if section != current and section:
+            lines.append(f"[{section}]")
+        current = section
+        lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def configure_liblsl() -> LiblslConfig:
+    """Hand liblsl its configuration before its first use; runs once, at this module's import.
+
+    liblsl reads its configuration once, lazily, at its first stream or
+    resolver call, and logs to stderr at INFO until then; ``set_config_content``
+    (liblsl >= 1.17.7) replaces the file search, so vrex passes the file liblsl
+    would have chosen, quietened.
+    """
+    cfg = quiet_config(os.environ, Path.cwd(), _home())
+    for problem in cfg.problems:
+        log.warning("%s", problem)
+    set_content = getattr(pylsl, "set_config_content", None)
+    try:
+        if set_content is None:
+            raise NotImplementedError("pylsl has no set_config_content")
+        set_content(cfg.content)
+    except NotImplementedError:
+        log.warning(
+            "liblsl %s cannot take its configuration from vrex (needs >= 1.17.7): its own log lines may reach "
+            "the terminal; install pylsl >= 1.17 (its wheels bundle liblsl 1.18)",
+            pylsl.library_version(),
+        )
+        return cfg
+    log.debug("liblsl configured from %s with its terminal log off", cfg.source or "its defaults")
+    return cfg
+
+
+def _home() -> Path | None:
+    try:
+        return Path.home()
+    except RuntimeError:  # no HOME: liblsl skips the home-directory file too
+        return None
+
+
+LIBLSL_CONFIG = configure_liblsl()
+
 
 def local_clock() -> float:
     """Seconds on liblsl's monotonic clock, the timeline of every vrex timestamp."""
     return pylsl.local_clock()
 
-
-log = logging.getLogger(__name__)
 
 #: Channel unit -> factor to microvolts.
 _UNIT_TO_UV = {

@@ -10,7 +10,7 @@ Formats:
   comma/whitespace separated; ``#`` comments and a non-numeric header are skipped).
 * ECG: ``.npz`` with key ``ecg`` (µV) and ``fs_hz`` (or ``fs``); an ``.npz``
   whose ``ecg`` is uint16 without a rate is the MIT-BIH format of
-  ``../shared/data/mitbih208`` (360 Hz, mV = (x - 1024) / 200); an OpenSignals
+  ``tests/data/mitbih208`` (360 Hz, mV = (x - 1024) / 200); an OpenSignals
   (BITalino) ``.txt`` export (ECG in the last column, 10-bit ADC).
 """
 
@@ -30,11 +30,18 @@ import numpy as np
 from biofeedback.clock import Clock
 from biofeedback.errors import SensorUnavailableError
 from biofeedback.records import EcgChunk, HeartSample, LinkEvent, LinkState, SensorRecord
+from biofeedback.rr import RRCleanerConfig
 
 log = logging.getLogger(__name__)
 
 MITBIH_FS_HZ = 360.0
 _FIX = "give a .npy/.csv/.txt of RR intervals in ms, or an .npz with 'ecg' (µV) and 'fs_hz'"
+#: One recorded RR value must lie here (ms). Wider than a heartbeat (the cleaner drops values outside
+#: RRCleanerConfig's 250-3000 ms as artefacts, as on a live strap, and replays should exercise that),
+#: but anything outside is a units error or a corrupt file (2e6 ms would play 33 minutes of silence).
+RECORDED_RR_RANGE_MS = (20.0, 20_000.0)
+_NPY_FIX = "save the RR intervals (ms) as plain numbers, e.g. numpy.save(path, numpy.asarray(rr_ms, dtype=float))"
+_PICKLED = "it holds pickled Python objects, which vrex never loads (unpickling a file can run its code)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +73,7 @@ def load_recording(path: str | Path) -> Recording:
     suffix = p.suffix.lower()
     try:
         if suffix == ".npy":
-            rec = Recording(p, rr_ms=np.load(p, allow_pickle=False).astype(np.float64).ravel())
+            rec = Recording(p, rr_ms=_load_npy(p))
         elif suffix in (".npz", ".dat") or zipfile.is_zipfile(p):
             rec = _load_npz(p)
         elif suffix in (".csv", ".txt", ".tsv", ""):
@@ -77,9 +84,35 @@ def load_recording(path: str | Path) -> Recording:
         raise
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         # The file's content is the user's to fix, whatever its parser tripped over.
+        if "pickle" in str(exc).lower():  # numpy's own text would suggest allow_pickle, which is unsafe
+            raise SensorUnavailableError(f"replay file {str(p)!r} has no numeric arrays: {_PICKLED}; {_FIX}") from exc
         raise SensorUnavailableError(f"cannot read replay file {str(p)!r}: {exc}; {_FIX}") from exc
     _validate(rec)
     return rec
+
+
+def _load_npy(p: Path) -> np.ndarray:
+    """A 1-D float array of RR intervals from a ``.npy``; SensorUnavailableError for anything else.
+
+    numpy's error for a damaged or object ``.npy`` suggests ``allow_pickle=True``,
+    which would let a file run code: vrex says what the file is instead.
+    """
+    with p.open("rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise SensorUnavailableError(f"replay file {str(p)!r} is not a numeric .npy array: it has no .npy header; {_NPY_FIX}")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        why = _PICKLED if "pickle" in str(exc).lower() else f"its header or data is damaged ({exc})"
+        raise SensorUnavailableError(f"replay file {str(p)!r} is not a numeric .npy array: {why}; {_NPY_FIX}") from exc
+    if arr.dtype.kind not in "iuf":
+        raise SensorUnavailableError(f"replay file {str(p)!r} is not a numeric .npy array (it holds dtype {arr.dtype}); {_NPY_FIX}")
+    if sum(n > 1 for n in arr.shape) > 1:
+        raise SensorUnavailableError(
+            f"replay file {str(p)!r} holds a {'x'.join(map(str, arr.shape))} array; RR intervals are one column (a 1-D array of ms)"
+        )
+    return arr.astype(np.float64).ravel()
 
 
 def _load_npz(p: Path) -> Recording:
@@ -164,9 +197,25 @@ def _validate(rec: Recording) -> None:
             raise SensorUnavailableError(f"replay file {str(rec.path)!r} holds no RR intervals; {_FIX}")
         if not np.all(np.isfinite(rr)) or np.any(rr <= 0):
             raise SensorUnavailableError(f"replay file {str(rec.path)!r} has non-positive or non-finite RR values; {_FIX}")
-        if np.median(rr) < 5.0:
+        # the middle value without arithmetic: np.median would overflow on values like 1e308
+        median = float(np.partition(rr, rr.size // 2)[rr.size // 2])
+        if median < 5.0:
+            raise SensorUnavailableError(f"replay file {str(rec.path)!r}: RR values look like seconds (median {median:.3f}); convert to ms")
+        lo, hi = RECORDED_RR_RANGE_MS
+        bad = np.flatnonzero((rr < lo) | (rr > hi))
+        if bad.size:
+            i = int(bad[0])
+            more = f" (and {bad.size - 1} more)" if bad.size > 1 else ""
             raise SensorUnavailableError(
-                f"replay file {str(rec.path)!r}: RR values look like seconds (median {np.median(rr):.3f}); convert to ms"
+                f"replay file {str(rec.path)!r}: RR value {rr[i]:.10g} ms (number {i + 1}){more} is outside the plausible "
+                f"{lo:g}-{hi:g} ms; RR intervals must be milliseconds between beats - fix or remove that value"
+            )
+        cfg = RRCleanerConfig()
+        if not cfg.min_rr_ms <= median <= cfg.max_rr_ms:
+            raise SensorUnavailableError(
+                f"replay file {str(rec.path)!r}: median RR {median:.10g} ms is outside the {cfg.min_rr_ms:g}-{cfg.max_rr_ms:g} ms "
+                f"of a beating heart ({60000 / cfg.max_rr_ms:g}-{60000 / cfg.min_rr_ms:g} bpm), so most beats would be dropped "
+                "as artefacts and the replay would play silence; check the file's units (ms)"
             )
     else:
         if rec.ecg_uv is None or rec.ecg_uv.size == 0:
@@ -174,6 +223,11 @@ def _validate(rec: Recording) -> None:
         if rec.fs_hz is None or not math.isfinite(rec.fs_hz) or rec.fs_hz <= 0:
             raise SensorUnavailableError(
                 f"replay file {str(rec.path)!r} has sampling rate {rec.fs_hz!r} Hz; it needs a finite rate > 0 (e.g. fs_hz=130.0)"
+            )
+        if not np.all(np.isfinite(rec.ecg_uv)):
+            n = int(np.count_nonzero(~np.isfinite(rec.ecg_uv)))
+            raise SensorUnavailableError(
+                f"replay file {str(rec.path)!r} has {n} non-finite ECG sample(s) (nan/inf); the R-peak detector needs finite µV values"
             )
 
 

@@ -58,6 +58,8 @@ def open_sensor(spec: str, clock: Clock, **kw: Any) -> HeartSensor:
                 seed = int(arg)
             except ValueError:
                 raise _spec_error(spec, f"the simulator seed must be an integer, got {arg!r}") from None
+            if seed < 0:  # numpy's seeding takes only non-negative integers
+                raise _spec_error(spec, f"the simulator seed must be a non-negative integer (0, 1, 2, ...), got {seed}")
         return _construct(SimulatedSensor, clock, seed=seed, **{k: v for k, v in kw.items() if k != "seed"})
     if kind in ("ble", "polar"):
         if not arg:

@@ -1,4 +1,4 @@
-"""Suite-wide set-up: liblsl stays on loopback; CI turns missing components into failures."""
+"""Suite-wide set-up: liblsl stays on loopback; recordings come from the repository; CI turns missing components into failures."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
-LOOPBACK_CFG = SHARED_DIR / "lsl" / "loopback.cfg"
+DATA_DIR = REPO_ROOT / "tests" / "data"
+LOOPBACK_CFG = REPO_ROOT / "tests" / "lsl" / "loopback.cfg"
 
-# liblsl reads LSLAPICFG once, at its first use: set it before any test imports pylsl.
-if LOOPBACK_CFG.is_file():
-    os.environ.setdefault("LSLAPICFG", str(LOOPBACK_CFG))
+# liblsl reads its configuration once, at its first use. Forced (not a default), so a user's own
+# LSLAPICFG never changes what the tests see; subprocesses inherit it. Importing biofeedback.lsl
+# hands that file to liblsl (log quietened) before any test touches pylsl.
+os.environ["LSLAPICFG"] = str(LOOPBACK_CFG)
+import biofeedback.lsl  # noqa: E402,F401  (configures liblsl at import)
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -31,11 +33,15 @@ def require(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def shared_data_dir() -> Path:
-    """``../shared/data`` (recordings for tests and benchmarks)."""
-    path = SHARED_DIR / "data"
-    require(path.is_dir(), f"shared data folder {path} not found")
-    return path
+def data_dir() -> Path:
+    """``tests/data``: the recordings tests use (sources and licences in its README)."""
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir(data_dir: Path) -> Path:
+    """Old name of :func:`data_dir`, kept while the signal benchmark test moves over."""
+    return data_dir
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from biofeedback.ecg import RPeakDetector, detect_r_peaks
 
 
 @pytest.fixture(scope="module")
-def ecg208(shared_data_dir):
-    with np.load(shared_data_dir / "mitbih208" / "ecg.dat") as z:
+def ecg208(data_dir):
+    with np.load(data_dir / "mitbih208" / "ecg.dat") as z:
         raw = z["ecg"].astype(float)
     return (raw - 1024.0) / 200.0 * 1000.0  # microvolts, 360 Hz
 

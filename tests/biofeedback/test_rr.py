@@ -81,10 +81,10 @@ def test_impossible_value_dropped_and_no_difference_across_it():
     assert after.gap_before and not after.artifact
 
 
-def test_streaming_equals_batch_for_any_chunking(shared_data_dir):
+def test_streaming_equals_batch_for_any_chunking(data_dir):
     from bench.signal import inject_artifacts
 
-    nn = np.load(shared_data_dir / "nsrdb" / "SampleNNISeriesLong.npy").astype(float)[:1500]
+    nn = np.load(data_dir / "nsrdb" / "SampleNNISeriesLong.npy").astype(float)[:1500]
     rr = inject_artifacts(nn, 0.05, np.random.default_rng(3)).rr_ms
     batch = clean_rr(rr)
     c = RRCleaner()
@@ -101,10 +101,10 @@ def test_streaming_equals_batch_for_any_chunking(shared_data_dir):
     np.testing.assert_array_equal(np.array([b.t_s for b in kept]), batch.t_s)
 
 
-def test_injected_artefacts_mostly_found(shared_data_dir):
+def test_injected_artefacts_mostly_found(data_dir):
     from bench.signal import detection_scores, inject_artifacts
 
-    nn = np.load(shared_data_dir / "nsrdb" / "SampleNNISeriesLong.npy").astype(float)[:2000]
+    nn = np.load(data_dir / "nsrdb" / "SampleNNISeriesLong.npy").astype(float)[:2000]
     inj = inject_artifacts(nn, 0.05, np.random.default_rng(11))
     s = detection_scores(clean_rr(inj.rr_ms).artifact_idx, inj.truth, inj.rr_ms.size)
     assert s["sensitivity_pct"] >= 99.0

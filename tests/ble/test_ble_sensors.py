@@ -28,7 +28,7 @@ FAST = ReconnectPolicy(scan_window_s=2.0, connect_timeout_s=5.0, backoff_initial
 
 
 def _radio(**kw):
-    from biofeedback.virtual_ble import VirtualRadio, VirtualStrap
+    from biofeedback.ble.virtual import VirtualRadio, VirtualStrap
 
     h10 = VirtualStrap(*H10, with_pmd=True, **kw.pop("h10", {}))
     dual = VirtualStrap(*DUAL, body_sensor_location=2)
@@ -103,12 +103,23 @@ def test_malformed_payloads_are_records_not_crashes() -> None:
     assert got[-1].rr_ms == pytest.approx((792.97,), abs=0.01)
 
 
-def test_dropped_link_reconnects_and_streams_within_10_s_of_reappearing() -> None:
+def test_dropped_link_keeps_rescanning_while_away_then_reconnects_and_streams() -> None:
+    """A drop ends in LOST, rescans that find nothing while the strap is away, then RECONNECTED and
+    data again. Each step waits on its event (bounded only against a hang): how fast it comes back
+    is ``bench link``'s figure, not something a test on a loaded machine can judge."""
+
     async def go():
         radio, dual, _ = _radio()
-        loop = asyncio.get_running_loop()
-        clock = ScaledClock(1.0, time_fn=loop.time)
-        sensor = BleHeartRateSensor(DUAL[1], clock, backend=radio.backend(), policy=FAST)
+        base = radio.backend()
+        scan_ended = asyncio.Event()
+
+        class Scanner(base.scanner):
+            async def stop(self):
+                await super().stop()
+                scan_ended.set()
+
+        backend = type(base)(scanner=Scanner, client=base.client)
+        sensor = BleHeartRateSensor(DUAL[1], VirtualClock(), backend=backend, policy=FAST)
         records = sensor.records()
         await take_until(records, _is_link(LinkState.CONNECTED))
         await asyncio.wait_for(dual.subscribed.wait(), 5)
@@ -116,21 +127,24 @@ def test_dropped_link_reconnects_and_streams_within_10_s_of_reappearing() -> Non
         await take_until(records, lambda r: isinstance(r, HeartSample))
         await dual.drop()
         lost = await take_until(records, _is_link(LinkState.LOST))
-        await asyncio.sleep(1.5)  # the strap is away for a while; the sensor keeps rescanning
+        scan_ended.clear()
+        await asyncio.wait_for(scan_ended.wait(), 30)  # one rescan window passed without the strap
+        dual.subscribed.clear()
         await dual.reappear()
-        back = await take_until(records, _is_link(LinkState.RECONNECTED), timeout_s=15)
+        back = await take_until(records, _is_link(LinkState.RECONNECTED), timeout_s=30)
         await asyncio.wait_for(dual.subscribed.wait(), 5)
         await dual.notify_hr(bytes.fromhex("10495e039603"))
         streaming = await take_until(records, lambda r: isinstance(r, HeartSample))
-        t_streaming = loop.time()
         await sensor.close()
-        return lost, back, streaming, t_streaming - dual.reappeared_at
+        rest = [r async for r in records]
+        return lost, back, streaming, rest
 
-    lost, back, streaming, dt = run_async(go())
+    lost, back, streaming, rest = run_async(go())
     assert lost[-1].state is LinkState.LOST
-    assert back[-1].state is LinkState.RECONNECTED
+    assert not any(isinstance(r, LinkEvent) for r in back[:-1]), back  # nothing between LOST and RECONNECTED
+    assert back[-1].state is LinkState.RECONNECTED and back[-1].detail.startswith(DUAL[1])
     assert streaming[-1].rr_ms == pytest.approx((841.80, 896.48), abs=0.01)
-    assert dt <= 10.0, f"streaming again {dt:.2f} s after the strap reappeared"
+    assert [r.state for r in rest if isinstance(r, LinkEvent)] == [LinkState.CLOSED]
 
 
 def test_gives_up_when_the_strap_never_comes_back() -> None:
@@ -259,15 +273,16 @@ def test_polar_reconnect_restarts_ecg() -> None:
         await h10.reappear()
         await take_until(records, _is_link(LinkState.RECONNECTED), timeout_s=15)
         await asyncio.wait_for(h10.ecg_streaming.wait(), 5)
+        before = loop.time()
         await h10.send_ecg_frame([5] * 73)
         got = await take_until(records, lambda r: isinstance(r, EcgChunk))
-        now = loop.time()
+        after = loop.time()
         await sensor.close()
-        return h10, got[-1], now
+        return h10, got[-1], before, after
 
-    h10, chunk, now = run_async(go())
+    h10, chunk, before, after = run_async(go())
     assert h10.pmd_commands.count(START_ECG_130HZ) == 2
-    assert now - 1.0 < chunk.t_s <= now  # mapped afresh, not 20 years off
+    assert before <= chunk.t_s <= after  # mapped afresh from its arrival, not 20 years off
 
 
 def test_close_during_set_up_still_ends_the_stream_cleanly() -> None:

@@ -1,4 +1,4 @@
-"""``devices``, ``monitor`` and ``bench link`` through main.py."""
+"""``devices``, ``monitor`` and ``bench link`` through main.py, and where the device libraries live."""
 
 from __future__ import annotations
 
@@ -13,7 +13,33 @@ import pytest
 import main
 from tests.conftest import REPO_ROOT
 
-BUMBLE_BACKEND = "biofeedback.virtual_ble:demo_backend"
+BUMBLE_BACKEND = "biofeedback.ble.virtual:demo_backend"
+
+
+def test_each_device_library_is_imported_by_one_package_only() -> None:
+    """bleak and bumble live in biofeedback/ble/, pylsl in biofeedback/lsl.py: the rest of vrex (and
+    its tests of everything else) never needs Bluetooth or liblsl."""
+    import re
+
+    owners = {"bleak": "biofeedback/ble/", "bumble": "biofeedback/ble/", "pylsl": "biofeedback/lsl.py"}
+    pattern = re.compile(r"^\s*(?:import|from)\s+(bleak|bumble|pylsl)\b", re.MULTILINE)
+    strays = []
+    for path in REPO_ROOT.rglob("*.py"):
+        rel = path.relative_to(REPO_ROOT).as_posix()
+        if rel.startswith(("tests/", ".venv/", "build/")) or "/site-packages/" in rel:
+            continue
+        for lib in set(pattern.findall(path.read_text(encoding="utf-8", errors="replace"))):
+            if not rel.startswith(owners[lib]):
+                strays.append(f"{rel} imports {lib}")
+    assert not strays, strays
+
+
+@pytest.mark.ble
+def test_the_old_virtual_ble_backend_path_still_works(monkeypatch, need_bumble) -> None:
+    from biofeedback.ble import BleBackend, backend_from_env
+
+    monkeypatch.setenv("VREX_BLE_BACKEND", "biofeedback.virtual_ble:demo_backend")
+    assert isinstance(backend_from_env(), BleBackend)
 
 
 def test_devices_without_an_adapter_is_one_line_and_exit_2() -> None:
@@ -43,13 +69,13 @@ def test_devices_lists_the_virtual_straps(monkeypatch, capsys, tmp_path, need_bu
     assert sensors["HRM-Dual 1234"]["offers_ecg"] is False and sensors["HRM-Dual 1234"]["offers_hr"] is True
 
 
-def test_monitor_replay_accelerated(tmp_path, capsys, shared_data_dir) -> None:
+def test_monitor_replay_accelerated(tmp_path, capsys, data_dir) -> None:
     out_json = tmp_path / "m.json"
-    rc = main.run(["monitor", "--sensor", f"replay:{shared_data_dir / 'nsrdb' / 'SampleNNISeriesShort.npy'}",
+    rc = main.run(["monitor", "--sensor", f"replay:{data_dir / 'nsrdb' / 'SampleNNISeriesShort.npy'}",
                    "--seconds", "120", "--speed", "50", "--json", str(out_json)])
     assert rc == 0
     result = json.loads(out_json.read_text())
-    rr = np.load(shared_data_dir / "nsrdb" / "SampleNNISeriesShort.npy")
+    rr = np.load(data_dir / "nsrdb" / "SampleNNISeriesShort.npy")
     expected_beats = int(np.searchsorted(np.cumsum(rr) / 1000.0, 120.0))
     assert abs(result["counts"]["beats"] - expected_beats) <= 3  # the cleaner holds the last beats back
     assert 55 < result["state"]["hr_bpm"] < 90 and result["state"]["stale"] is False

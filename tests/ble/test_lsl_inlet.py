@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -11,6 +12,7 @@ import numpy as np
 import pylsl
 import pytest
 
+from biofeedback import lsl
 from biofeedback.clock import LslClock
 from biofeedback.errors import SensorUnavailableError
 from biofeedback.records import EcgChunk, HeartSample, LinkEvent, LinkState
@@ -19,7 +21,6 @@ from tests.ble.conftest import run_async, take_until
 from tests.conftest import LOOPBACK_CFG, REPO_ROOT
 
 pytestmark = pytest.mark.lsl
-
 
 
 def _outlet(stype: str, *, rate: float = 0.0, unit: str | None = None, fmt=None, name: str | None = None):
@@ -80,8 +81,7 @@ def test_hr_only_stream_is_refused_with_one_fixable_line(stype) -> None:
 
 def test_monitor_on_an_hr_only_stream_is_one_line_and_exit_2() -> None:
     _outlet_keepalive, sid = _outlet("HR")  # alive while the CLI resolves it
-    env = {**os.environ}
-    env.setdefault("LSLAPICFG", str(LOOPBACK_CFG))
+    env = {**os.environ, "LSLAPICFG": str(LOOPBACK_CFG)}
     proc = subprocess.run(
         [sys.executable, "main.py", "monitor", "--sensor", f"lsl:{sid}", "--seconds", "5"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
@@ -124,3 +124,86 @@ def test_lost_outlet_is_reported_and_the_same_source_id_reconnects() -> None:
     lost, back, sample = run_async(go(), 60)
     assert lost.state is LinkState.LOST and back.state is LinkState.RECONNECTED
     assert sample.rr_ms == (777.0,)
+
+
+# -- liblsl's configuration and its log: what a user's terminal shows -------------------------------------
+
+LIBLSL_LOG_LINE = re.compile(r"\.cpp:\d+|\b(INFO|WARN|ERR|FATAL)\s*\|")
+
+
+@pytest.mark.parametrize("lslapicfg", [None, "/nonexistent/vrex-lsl.cfg"])
+def test_no_liblsl_log_line_reaches_the_terminal(tmp_path, lslapicfg) -> None:
+    """liblsl logs to stderr at INFO by default (and an ERR for a missing LSLAPICFG file); vrex
+    passes liblsl the same configuration with its log lowered, and says what it has to say itself.
+    The working directory's lsl_api.cfg (which liblsl also reads) keeps this test on loopback; like
+    most labs' files it leaves the log level at liblsl's default."""
+    loopback = LOOPBACK_CFG.read_text()
+    (tmp_path / "lsl_api.cfg").write_text(loopback[: loopback.index("[log]")])
+    env = {k: v for k, v in os.environ.items() if k != "LSLAPICFG"}
+    if lslapicfg is not None:
+        env["LSLAPICFG"] = lslapicfg
+    stream = f"nosuchstream-{uuid.uuid4().hex[:6]}"
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "main.py"), "monitor", "--sensor", f"lsl:{stream}", "--seconds", "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if LIBLSL_LOG_LINE.search(line)], proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"vrex: error: no LSL stream named {stream!r}"), proc.stderr
+    if lslapicfg is None:
+        assert len(lines) == 1, proc.stderr
+    else:  # vrex's own warning, through logging, naming the file and the fix
+        assert len(lines) == 2 and f"LSLAPICFG file {lslapicfg!r} not found" in lines[0] and "unset LSLAPICFG" in lines[0]
+
+
+def test_the_users_configuration_is_kept_with_only_the_log_level_lowered(tmp_path) -> None:
+    cfg = tmp_path / "lab.cfg"
+    cfg.write_text("; lab settings\n[lab]\nKnownPeers = {10.0.0.7}\n[log]\nlevel = 2\n[tuning]\nMulticastMinRTT = 0.05\n")
+    got = lsl.quiet_config({"LSLAPICFG": str(cfg)}, tmp_path, tmp_path)
+    assert got.source == cfg and got.problems == ()
+    assert lsl.parse_liblsl_ini(got.content) == [
+        ("lab", "KnownPeers", "{10.0.0.7}"), ("tuning", "MulticastMinRTT", "0.05"), ("log", "level", "-3"),
+    ]
+
+
+def test_without_any_file_vrex_gives_liblsl_its_defaults_never_loopback(tmp_path) -> None:
+    got = lsl.quiet_config({}, tmp_path, tmp_path / "no-home")
+    assert got.source is None and got.content == "[log]\nlevel = -3\n"
+    assert "ResolveScope" not in got.content and "127.0.0.1" not in got.content
+
+
+def test_a_log_file_the_user_chose_is_left_alone(tmp_path) -> None:
+    (tmp_path / "lsl_api.cfg").write_text("[log]\nlevel = 4\nfile = /tmp/lsl.log\n")
+    got = lsl.quiet_config({}, tmp_path, None)
+    assert got.source == tmp_path / "lsl_api.cfg"
+    assert ("log", "level", "4") in lsl.parse_liblsl_ini(got.content)
+
+
+def test_files_are_tried_in_liblsls_order_and_a_broken_one_is_named(tmp_path) -> None:
+    home = tmp_path / "home"
+    (home / "lsl_api").mkdir(parents=True)
+    (home / "lsl_api" / "lsl_api.cfg").write_text("[lab]\nSessionID = from-home\n")
+    (tmp_path / "lsl_api.cfg").write_text("[lab]\nSessionID = a\nSessionID = b\n")
+    got = lsl.quiet_config({"LSLAPICFG": str(tmp_path / "missing.cfg")}, tmp_path, home)
+    assert got.source == home / "lsl_api" / "lsl_api.cfg"
+    assert "SessionID = from-home" in got.content
+    assert len(got.problems) == 2
+    assert "LSLAPICFG file" in got.problems[0] and "missing.cfg" in got.problems[0]
+    assert "duplicate key lab.SessionID" in got.problems[1] and str(tmp_path / "lsl_api.cfg") in got.problems[1]
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [("[log\nlevel = 1\n", "no closing bracket"), ("level\n", "is not 'key = value'"), ("[log]\nlevel =\n", "has no value"),
+     ("[log]\nlevel = 12\n", "expected an integer from -3 to 9"), ("[ports]\nIPv6 = maybe\n", "IPv6 = 'maybe'"),
+     ("[multicast]\nResolveScope = planet\n", "ResolveScope = 'planet'")],
+)
+def test_what_liblsl_would_reject_is_caught_first(text, problem) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        lsl.parse_liblsl_ini(text)
+
+
+def test_the_in_repo_loopback_config_is_valid_for_liblsl() -> None:
+    values = {f"{s}.{k}": v for s, k, v in lsl.parse_liblsl_ini(LOOPBACK_CFG.read_text())}
+    assert values["multicast.ResolveScope"] == "machine" and values["multicast.MachineAddresses"] == "{127.0.0.1}"

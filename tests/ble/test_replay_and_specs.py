@@ -46,13 +46,13 @@ def test_csv_with_header_and_comments(tmp_path) -> None:
     assert load_recording(path).rr_ms.tolist() == [812.0, 790.0, 805.0, 1001.0]
 
 
-def test_shared_nsrdb_and_mitbih_files(shared_data_dir) -> None:
-    rr = load_recording(shared_data_dir / "nsrdb" / "SampleNNISeriesShort.npy")
+def test_in_repo_nsrdb_mitbih_and_bitalino_files(data_dir) -> None:
+    rr = load_recording(data_dir / "nsrdb" / "SampleNNISeriesShort.npy")
     assert rr.kind == "rr" and 250 < rr.duration_s < 350
-    ecg = load_recording(shared_data_dir / "mitbih208" / "ecg.dat")
+    ecg = load_recording(data_dir / "mitbih208" / "ecg.dat")
     assert ecg.kind == "ecg" and ecg.fs_hz == 360.0 and ecg.duration_s == pytest.approx(300.0)
     assert 100 < np.std(ecg.ecg_uv) < 2000  # µV, not ADC units or mV
-    bit = load_recording(shared_data_dir / "bitalino" / "SampleECG.txt")
+    bit = load_recording(data_dir / "bitalino" / "SampleECG.txt")
     assert bit.fs_hz == 1000.0 and bit.kind == "ecg"
 
 
@@ -143,7 +143,8 @@ def test_open_sensor_ble_kinds_construct_without_touching_the_radio() -> None:
 @pytest.mark.parametrize(
     "spec,match",
     [("", "no sensor given"), ("bluetooth:x", "unknown sensor kind 'bluetooth'"), ("ble:", "needs a device address"),
-     ("sim:abc", "seed must be an integer"), ("replay:", "needs a file path"), ("lsl:", "needs a stream name")],
+     ("sim:abc", "seed must be an integer"), ("sim:-1", "seed must be a non-negative integer .*got -1"),
+     ("replay:", "needs a file path"), ("lsl:", "needs a stream name")],
 )
 def test_bad_specs_name_the_value_and_list_valid_forms(spec, match) -> None:
     with pytest.raises(SensorSpecError, match=match) as info:
@@ -187,6 +188,20 @@ MALFORMED = {
     "npz_negative_rate": ("x.npz", dict(ecg=np.zeros(100), fs_hz=-130.0), "sampling rate -130.0 Hz"),
     "npz_two_channel_ecg": ("x.npz", dict(ecg=np.zeros((100, 2)), fs_hz=130.0), "one channel"),
     "npz_text_ecg": ("x.npz", dict(ecg=np.array(["a", "b"]), fs_hz=130.0), "must hold numbers"),
+    "npz_nan_ecg": ("x.npz", dict(ecg=np.array([1.0, np.nan, 2.0]), fs_hz=130.0), "1 non-finite ECG sample(s)"),
+    # RR values no recording of a heart can hold: named, with the range, never played as silence or overflow
+    "npy_rr_1e308": ("x.npy", np.full(10, 1e308), "RR value 1e+308 ms (number 1) (and 9 more) is outside the plausible 20-20000 ms"),
+    "npy_rr_2e6": ("x.npy", np.full(10, 2e6), "RR value 2000000 ms (number 1) (and 9 more) is outside the plausible 20-20000 ms"),
+    "csv_one_rr_1e308": ("x.csv", "800\n810\n1e308\n790\n", "RR value 1e+308 ms (number 3) is outside the plausible 20-20000 ms"),
+    "npy_rr_median_too_slow": ("x.npy", np.full(10, 5000.0), "median RR 5000 ms is outside the 250-3000 ms"),
+    "npy_rr_seconds": ("x.npy", np.full(10, 0.8), "look like seconds"),
+    # .npy files that are not numeric arrays: said so, never a hint at allow_pickle (unpickling runs code)
+    "npy_pickled_objects": ("x.npy", np.array([{"rr": 800}], dtype=object), "is not a numeric .npy array: it holds pickled Python objects"),
+    "npy_garbage": ("x.npy", b"certainly not numpy " * 8, "is not a numeric .npy array: it has no .npy header"),
+    "npy_truncated": ("x.npy", b"\x93NUMPY\x01\x00v\x00{'descr'", "is not a numeric .npy array: its header or data is damaged"),
+    "npy_text": ("x.npy", np.array(["800", "810"]), "is not a numeric .npy array (it holds dtype <U3)"),
+    "npy_two_d": ("x.npy", np.full((10, 3), 800.0), "holds a 10x3 array; RR intervals are one column"),
+    "npz_pickled_rr": ("x.npz", dict(rr_ms=np.array([{"rr": 800}], dtype=object)), "holds pickled Python objects"),
 }
 
 
@@ -194,6 +209,10 @@ def _make(tmp_path, name, content):
     path = tmp_path / name
     if isinstance(content, dict):
         _write_npz(path, **content)
+    elif isinstance(content, np.ndarray):
+        np.save(path, content, allow_pickle=content.dtype == object)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
     else:
         path.write_text(content)
     return path
@@ -208,6 +227,7 @@ def test_malformed_replay_files_are_one_clear_error(tmp_path, case) -> None:
     message = str(info.value)
     assert match in message, message
     assert str(path) in message and "\n" not in message
+    assert "allow_pickle" not in message
 
 
 def test_a_well_formed_opensignals_file_still_loads(tmp_path) -> None:
@@ -218,7 +238,11 @@ def test_a_well_formed_opensignals_file_still_loads(tmp_path) -> None:
     assert rec.ecg_uv[0] == pytest.approx((496 / 1024 - 0.5) * 3.3 / 1100 * 1e6)
 
 
-@pytest.mark.parametrize("case", ["opensignals_without_json_header", "npz_array_rate", "npz_nan_rate"])
+@pytest.mark.parametrize(
+    "case",
+    ["opensignals_without_json_header", "npz_array_rate", "npz_nan_rate", "npy_rr_1e308", "npy_rr_2e6",
+     "npy_pickled_objects", "npy_garbage"],
+)
 def test_monitor_on_a_malformed_replay_file_is_one_line_and_exit_2(tmp_path, case) -> None:
     import subprocess
     import sys
@@ -236,3 +260,20 @@ def test_monitor_on_a_malformed_replay_file_is_one_line_and_exit_2(tmp_path, cas
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("vrex: error: ") and match in lines[0] and str(path) in lines[0]
+    assert "allow_pickle" not in proc.stderr and "Warning" not in proc.stderr
+
+
+def test_monitor_with_a_negative_simulator_seed_is_one_line_and_exit_2() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "main.py", "monitor", "--sensor", "sim:-1", "--seconds", "1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("vrex: error: bad sensor spec 'sim:-1': the simulator seed must be a non-negative integer")

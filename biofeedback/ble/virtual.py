@@ -1,6 +1,6 @@
 """A bleak backend over bumble's in-process virtual radio, and virtual heart-rate straps.
 
-Used by the tests, by `bench link` and by `VREX_BLE_BACKEND=biofeedback.virtual_ble:demo_backend`
+Used by the tests, by `bench link` and by `VREX_BLE_BACKEND=biofeedback.ble.virtual:demo_backend`
 (`devices`/`monitor` against virtual straps, e.g. for training without hardware).
 
 bleak >= 2 accepts ``backend=`` classes in ``BleakScanner``/``BleakClient``; the
@@ -45,7 +45,7 @@ from bumble.link import LocalLink
 from bumble.profiles.heart_rate_service import HeartRateService
 from bumble.transport.common import AsyncPipeSink
 
-from biofeedback.ble import BleBackend
+from biofeedback.ble.sensors import BleBackend
 from biofeedback.polar_pmd import (
     PMD_CONTROL_UUID,
     PMD_DATA_UUID,
@@ -561,5 +561,5 @@ def demo_radio() -> VirtualRadio:
 
 
 def demo_backend() -> BleBackend:
-    """Entry point for ``VREX_BLE_BACKEND=biofeedback.virtual_ble:demo_backend``."""
+    """Entry point for ``VREX_BLE_BACKEND=biofeedback.ble.virtual:demo_backend``."""
     return demo_radio().backend()

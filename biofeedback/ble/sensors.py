@@ -1,4 +1,4 @@
-"""Bluetooth LE heart sensors over bleak: the only module that imports bleak.
+"""Bluetooth LE heart sensors over bleak (with :mod:`biofeedback.ble.virtual`, the only code that imports bleak).
 
 * :func:`scan_heart_sensors` lists nearby straps (``python main.py devices``).
 * :class:`BleHeartRateSensor` streams the standard Heart Rate service (0x180D).
@@ -9,7 +9,9 @@ changes as :class:`~biofeedback.records.LinkEvent` records; bad payloads become
 :class:`~biofeedback.records.PayloadError` records. ``backend`` (a
 :class:`BleBackend`) swaps bleak's platform backend for another one, e.g. the
 bumble-backed virtual radio the tests use; ``VREX_BLE_BACKEND=module:factory``
-does the same for the CLI.
+does the same for the CLI (``biofeedback.ble.virtual:demo_backend``; the old
+module path ``biofeedback.virtual_ble`` is accepted as an alias, so existing
+set-ups keep working).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ HR_MEASUREMENT_UUID = "00002a37-0000-1000-8000-00805f9b34fb"
 BODY_SENSOR_LOCATION_UUID = "00002a38-0000-1000-8000-00805f9b34fb"
 BODY_SENSOR_LOCATIONS = {0: "other", 1: "chest", 2: "wrist", 3: "finger", 4: "hand", 5: "ear lobe", 6: "foot"}
 BACKEND_ENV = "VREX_BLE_BACKEND"
+#: Module paths that moved into this package, still accepted in ``VREX_BLE_BACKEND``.
+_BACKEND_MODULE_ALIASES = {"biofeedback.virtual_ble": "biofeedback.ble.virtual"}
 
 _ADDRESS_RE = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$")
 
@@ -100,6 +104,7 @@ def backend_from_env() -> BleBackend | None:
     if not spec:
         return None
     module_name, _, attr = spec.partition(":")
+    module_name = _BACKEND_MODULE_ALIASES.get(module_name.strip(), module_name.strip())
     try:
         factory = getattr(importlib.import_module(module_name), attr or "backend")
     except (ImportError, AttributeError) as exc:

@@ -44,6 +44,12 @@ class RunningConsole:
     url: str
     view: object = None  # the runner's patient view (see hub.runner_view), None without a runner
 
+    def attach(self, live, runner: object | None = None) -> None:
+        """Show ``live`` (a runner observer calls this), with ``runner``'s patient view when it offers one."""
+        from clinician_console.hub import runner_view
+
+        self.hub.attach(live, runner_view(runner) if runner is not None else self.view)
+
     def stop(self) -> None:
         self.server.stop()
         self.hub.close()
@@ -76,6 +82,19 @@ def start_console(args: argparse.Namespace, *, runner: object | None = None, out
         print(f"vrex console: first start: create the admin account at {url} with the one-time setup token "
               f"{token} (shown only now; or set VREX_ADMIN_PASSWORD)", file=out, flush=True)
     return RunningConsole(server, hub, accounts, url, runner_view(runner) if runner is not None else None)
+
+
+def start_for_session(args: argparse.Namespace) -> RunningConsole | None:
+    """``run``/``demo``: the console when ``--console`` was given (address mistakes are user errors), else None."""
+    if not getattr(args, "console", False):
+        return None
+    from clinician_console.server import ConsoleError
+    from therapy.errors import TherapyError
+
+    try:
+        return start_console(args)
+    except ConsoleError as exc:
+        raise TherapyError(str(exc)) from None
 
 
 def observer_for(console: RunningConsole):

@@ -186,6 +186,12 @@ class ConsoleHub:
         if old is not None:
             old.close(timeout_s=0)
 
+    def set_view(self, frame_source: FrameSource | Callable[[], FrameSource | None] | None) -> None:
+        """Share (or stop sharing) the patient's view of the attached session, e.g. once its render loop runs."""
+        with self._view_lock:
+            self._frame_source = frame_source
+            self._view_cache = None
+
     def observer(self, frame_source: FrameSource | Callable[[], FrameSource | None] | None = None
                  ) -> Callable[[LiveSession], None]:
         """A :class:`~therapy.runner.SessionRunner` observer that attaches each session it starts."""

@@ -497,7 +497,7 @@ class ConsoleServer:
 
         self.config = config
         self._server = uvicorn.Server(uvicorn.Config(
-            app, host=config.host, port=config.port, log_level="warning", lifespan="off", ws="websockets",
+            app, host=config.host, port=config.port, log_level="warning", lifespan="off", ws="websockets-sansio",
             ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
             ssl_keyfile=str(config.tls_key) if config.tls_key else None,
             timeout_graceful_shutdown=2))
@@ -505,10 +505,15 @@ class ConsoleServer:
         self._thread = threading.Thread(target=self._main, name="vrex-console", daemon=True)
         self.error: BaseException | None = None
         self.port = config.port
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self._server.serve()
 
     def _main(self) -> None:
         try:
-            asyncio.run(self._server.serve())
+            asyncio.run(self._serve())
         except BaseException as exc:  # a console that dies must not take the session with it
             self.error = exc
             log.exception("the console server stopped")

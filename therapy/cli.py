@@ -107,6 +107,7 @@ def _session_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
                    help="do not publish the session's LSL streams (ECG, RR, HR, Exposure, Markers)")
     p.add_argument("--station", type=_station, default=None, metavar="NAME",
                    help="station name in LSL stream names and source ids (default: this computer's host name)")
+    __import__("clinician_console.cli").cli.add_options(p)  # --console [--host H] [--port P] [TLS | --insecure-lan]
     if demo:
         p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the simulated patient (default 0)")
         add_data_dir(p, "--out")
@@ -137,6 +138,8 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
                     "The record goes to the data directory (--out or --data-dir), with PNG frames.")
     _session_options(p, demo=True)
     p.set_defaults(handler=_run_demo)
+
+    __import__("clinician_console.cli").cli.register(commands)  # python main.py console
 
     p = commands.add_parser("patients", help="pseudonymous patients: add, list, show, set a personal hierarchy")
     sub = p.add_subparsers(dest="patients_command", metavar="ACTION", parser_class=type(p))
@@ -180,6 +183,9 @@ def register(commands: argparse._SubParsersAction, bench: argparse._SubParsersAc
     a.add_argument("--json", action="store_true", help="print JSON")
     add_data_dir(a)
     a.set_defaults(handler=_sessions_show)
+    from therapy import research_cli  # export, replay-lsl
+
+    research_cli.register(commands, bench)
 
 
 # -- run / demo ----------------------------------------------------------------------------------------
@@ -250,8 +256,13 @@ def _start(args: argparse.Namespace, *, patient: str, sensor: str, command: str,
         attach_research(live, data_dir=runner.prepare().store.path.parent, sensor=runner.sensor, lsl=args.lsl,
                         station=args.station)
 
-    runner = SessionRunner(request, observers=[attach, research], ask_retry=default_ask_retry)
+    def clinician(live) -> None:  # --console: the clinician console shows this session
+        if web is not None:
+            web.attach(live, runner)
+
+    runner = SessionRunner(request, observers=[attach, research, clinician], ask_retry=default_ask_retry)
     prep = runner.prepare()  # user errors surface here, before the display or the sensor opens
+    web = __import__("clinician_console.cli").cli.start_for_session(args)  # None without --console
     console.print(
         f"vrex {command}: patient [bold]{patient}[/], protocol [bold]{prep.protocol.name}[/] on "
         f"[bold]{prep.env.title}[/], {args.minutes:g} min"
@@ -265,6 +276,8 @@ def _start(args: argparse.Namespace, *, patient: str, sensor: str, command: str,
     try:
         outcome = runner.run()
     finally:
+        if web is not None:
+            web.stop()
         stop_view.set()
         if view_thread is not None:
             view_thread.join(2.0)

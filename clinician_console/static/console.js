@@ -78,11 +78,11 @@ document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () 
 // -- charts ---------------------------------------------------------------------------------------------
 function makeChart(el, title, series, yRange) {
   const opts = {
-    title, width: el.clientWidth || 700, height: 150,
+    title, width: el.clientWidth || 700, height: 165,
     scales: { x: { time: false }, y: yRange ? { range: yRange } : { auto: true } },
     axes: [{ values: (u, vals) => vals.map(mmss) }, { size: 50 }],
     series: [{ label: "time", value: (u, v) => mmss(v) }, ...series],
-    legend: { show: true }, cursor: { drag: { x: false, y: false } },
+    legend: { show: false }, cursor: { drag: { x: false, y: false } },
   };
   return new uPlot(opts, [[], ...series.map(() => [])], el);
 }
@@ -91,7 +91,7 @@ const charts = {};
 const data = { hr: [[], [], [], []], rr: [[], []], rmssd: [[], []], arousal: [[], []] };
 function initCharts() {
   if (charts.hr) return;
-  charts.hr = makeChart($("c-hr"), "Heart rate (bpm) and baseline band", [
+  charts.hr = makeChart($("c-hr"), "Heart rate (bpm) · dashed: baseline · dotted: baseline + 2 SD", [
     { label: "HR", stroke: "#c62828", width: 2 },
     { label: "baseline", stroke: "#667085", dash: [6, 4] },
     { label: "baseline + 2 SD", stroke: "#b26a00", dash: [2, 4] }]);
@@ -99,9 +99,12 @@ function initCharts() {
     { label: "RR", stroke: "#2459c7", width: 1, points: { show: true, size: 3 } }]);
   charts.rmssd = makeChart($("c-rmssd"), "RMSSD (ms)", [{ label: "RMSSD", stroke: "#23803d", width: 2 }]);
   charts.arousal = makeChart($("c-arousal"), "Arousal (vs baseline)", [{ label: "arousal", stroke: "#7b3fb5", width: 2 }]);
-  window.addEventListener("resize", () => {
-    for (const c of Object.values(charts)) c.setSize({ width: $("c-hr").clientWidth, height: 150 });
-  });
+  window.addEventListener("resize", fitCharts);
+}
+
+function fitCharts() {
+  const w = $("c-hr").clientWidth;
+  if (w > 0) for (const c of Object.values(charts)) c.setSize({ width: w, height: 165 });
 }
 
 function push(arrs, values) {
@@ -120,7 +123,7 @@ function redraw() {  // ~5 times a second: the x axis scrolls with the session c
   }
   renders++;
   document.body.dataset.renders = String(renders);
-  $("s-time").textContent = mmss(now) + " / " + mmss(state.snap.identity.total_s);
+  $("s-time").textContent = mmss(now) + " of " + mmss(state.snap.identity.total_s);
 }
 setInterval(redraw, 200);
 
@@ -162,12 +165,14 @@ function onSnapshot(snap, history) {
     history.forEach((e) => onEvent(e, true));
   }
   $("no-session").hidden = true; $("live").hidden = false;
+  fitCharts();  // created while hidden: now the real width is known
   const jump = $("jump-level"); jump.innerHTML = "";
   for (const lv of state.levels) {
     const info = state.envLevels[lv] || { title: "" };
     const o = document.createElement("option"); o.value = lv; o.textContent = `${lv}: ${info.title}`;
     jump.appendChild(o);
   }
+  syncJump();
   $("s-patient").textContent = `${snap.identity.patient} · ${snap.identity.environment_title}`;
   startView();
   render();
@@ -189,8 +194,12 @@ const TIMELINE = {
   BaselineMeasured: (e) => ["baseline", `HR ${e.hr_mean_bpm.toFixed(1)} ± ${e.hr_sd_bpm.toFixed(1)} bpm`],
   SensorEvent: (e) => [`sensor ${e.state}`, e.detail, e.state === "connected" ? "" : "alert"],
   SessionEnded: (e) => [`session ${e.status}`, e.reason, "alert"],
-  LoopLagged: (e) => ["busy CPU", e.detail],
 };
+
+function syncJump() {  // the jump list starts at the present level: picking a target is a deliberate change
+  const sel = $("jump-level");
+  if (state.snap && state.snap.level !== null && document.activeElement !== sel) sel.value = String(state.snap.level);
+}
 
 function levelTitle(lv) { const i = state.envLevels[lv]; return i ? i.title : ""; }
 
@@ -214,7 +223,7 @@ function onEvent(e, fromHistory) {
     }
     case "BeatRecorded": if (!e.artifact) push(data.rr, [t, e.rr_ms]); break;
     case "PhaseChanged": snap.phase = e.phase; if (e.phase !== "exposure") state.pendingStepUp = null; break;
-    case "LevelChanged": snap.level = e.level; snap.step = e.step; state.pendingStepUp = null; break;
+    case "LevelChanged": snap.level = e.level; snap.step = e.step; state.pendingStepUp = null; syncJump(); break;
     case "ExposureSampled": snap.shown = Object.assign(snap.shown || {}, { level: e.level, intensity: e.intensity, safe_place: e.safe_place }); break;
     case "BaselineMeasured": snap.baseline = e; break;
     case "SudsPrompted": snap.pending_suds = e; break;
@@ -225,6 +234,7 @@ function onEvent(e, fromHistory) {
     case "StepUpOffered": state.pendingStepUp = e; break;
     case "StepUpResolved": state.pendingStepUp = null; break;
     case "SensorEvent": if (e.state !== "payload_error") { snap.link_state = e.state; snap.link_detail = e.detail; } break;
+    case "LoopLagged": snap.lag_s = e.lag_s; break;
     case "SessionEnded": snap.status = e.status; snap.end_reason = e.reason; snap.phase = "ended"; break;
   }
   const line = TIMELINE[e.kind];
@@ -255,11 +265,12 @@ function render() {
   const h = s.heart;
   $("s-hr").textContent = h && h.hr_bpm ? `${Math.round(h.hr_bpm)} bpm` : "–";
   $("s-quality").textContent = h ? `quality ${Math.round(100 * h.quality)} %${h.stale ? " · STALE" : ""}` : "";
-  $("s-link").textContent = s.link_state;
+  $("s-link").textContent = s.link_state === "unknown" ? (h && !h.stale ? "receiving" : "–") : s.link_state;
   $("s-suds").textContent = s.pending_suds ? "asked…" : s.last_suds ? String(s.last_suds.value) : "–";
   const st = state.sudsStory;
   $("s-suds-story").textContent = st ? `level ${st.level}: ant. ${st.anticipated ?? "–"} · peak ${st.peak ?? "–"} · end ${st.end ?? "–"}` : "";
-  $("s-feed").textContent = state.feedDropped ? `${state.feedDropped} updates skipped (slow link)` : "";
+  $("s-feed").textContent = [s.lag_s >= 1 ? `busy computer: ${s.lag_s.toFixed(1)} s behind` : "",
+    state.feedDropped ? `${state.feedDropped} updates skipped (slow link)` : ""].filter(Boolean).join(" · ");
   const ended = !!s.status, exposure = s.phase === "exposure", control = state.me && state.me.role !== "observer";
   const idx = state.levels.indexOf(lv);
   $("pause").disabled = !control || !exposure;

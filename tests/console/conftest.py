@@ -167,3 +167,103 @@ def console(tmp_path: Path, accounts: Accounts):
     yield build
     for s in stores:
         s.close()
+
+
+class PatientView:
+    """A headless render loop on a session's scene box, in its own thread (it owns the GL context there), so
+    the console's patient view comes from real rendered frames through ``RenderLoop.request_rgb``."""
+
+    def __init__(self, runner: SessionRunner, eye_size: tuple[int, int] = (320, 360)) -> None:
+        self._runner = runner
+        self._eye_size = eye_size
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self.loop = None
+        self.stats = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="test-render", daemon=True)
+
+    def _main(self) -> None:
+        from environments.displays import open_display
+        from environments.render_loop import RenderLoop
+
+        try:
+            display = open_display("headless", eye_size=self._eye_size, stereo=True, msaa=0, max_fps=15)
+        except BaseException as exc:
+            self.error = exc
+            self._ready.set()
+            return
+        try:
+            self.loop = RenderLoop(display, self._runner.scene, on_input=lambda ev: None)
+            self._ready.set()
+            self.stats = self.loop.run(self._stop)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            display.close()
+            self._ready.set()
+
+    def start(self) -> PatientView:
+        assert self._runner.scene is not None, "start the session first"
+        self._thread.start()
+        self._ready.wait(60)
+        return self
+
+    def request_rgb(self, eye: str = "left"):
+        assert self.loop is not None, f"no render loop: {self.error}"
+        return self.loop.request_rgb(eye)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def gl_available() -> bool:
+    try:
+        import moderngl
+
+        ctx = moderngl.create_standalone_context(backend="egl", require=330)
+        ctx.release()
+        return True
+    except Exception:
+        return False
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def require_browser() -> None:
+    """Playwright for Python driving Debian's chromium (no browser downloads); a failure in CI."""
+    import importlib.util
+    import os
+
+    from tests.conftest import require
+
+    require(importlib.util.find_spec("playwright") is not None, "playwright is not installed (pip install -e .[dev])")
+    require(os.access(CHROMIUM, os.X_OK), "chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture
+def serve(accounts: Accounts, tmp_path: Path):
+    """``serve(hub)`` -> a started ConsoleServer on 127.0.0.1 (any free port) for this test's data dir."""
+    from clinician_console.server import ConsoleServer
+
+    started = []
+    stores = []
+
+    def start(hub: ConsoleHub):
+        store = open_store(tmp_path)
+        stores.append(store)
+        config = ConsoleConfig(port=0)
+        server = ConsoleServer(create_app(accounts, hub, store=store, config=config), config)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+    for store in stores:
+        store.close()

@@ -1,0 +1,140 @@
+"""A real browser (Playwright driving Debian's Chromium) on a real session: log in, watch the HR chart move,
+raise the level with its confirmation, press STOP, end the session; each asserted on the session record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.console.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORDS,
+    PatientView,
+    gl_available,
+    require_browser,
+)
+from tests.conftest import REPO_ROOT, require
+from therapy.store import open_store
+
+SCREENSHOT = REPO_ROOT / "docs" / "console.png"
+
+
+def log_in(page, url: str, user: str) -> None:
+    page.goto(url)
+    page.fill("#login-user", user)
+    page.fill("#login-pass", PASSWORDS[user])
+    page.click("#login-button")
+    page.wait_for_selector("#live", state="visible", timeout=60_000)
+
+
+def test_therapist_watches_and_steers_a_session_in_chromium(make_live, serve, tmp_path: Path):
+    require_browser()
+    require(gl_available(), "no EGL for the headless renderer (the patient's view)")
+    from playwright.sync_api import sync_playwright
+
+    harness = make_live(speed=8.0).start()
+    view = PatientView(harness.runner).start()
+    harness.hub.set_view(view.request_rgb)
+    server = serve(harness.hub)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1600, "height": 1000}, bypass_csp=True).new_page()  # CSP forbids eval
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            log_in(page, server.url, "alice")
+
+            # the HR chart fills and moves as heart samples arrive (data and pixels both change)
+            page.wait_for_function("data.hr[0].length >= 3", timeout=60_000)
+            before_points = page.evaluate("data.hr[0].length")
+            before_pixels = page.locator("#c-hr canvas").screenshot()
+            page.wait_for_function(f"data.hr[0].length >= {before_points + 3}", timeout=60_000)
+            assert page.locator("#c-hr canvas").screenshot() != before_pixels
+            assert page.evaluate("Number(document.body.dataset.renders)") > 0
+
+            # exposure: next level needs the confirmation step, then the record shows the therapist's change
+            page.wait_for_function("state.snap && state.snap.phase === 'exposure'", timeout=120_000)
+            level = page.evaluate("state.snap.level")
+            n = len(harness.watcher)
+            page.click("[data-testid=next-level]")
+            page.wait_for_selector("[data-testid=confirm-dialog][open]")
+            page.click("[data-testid=confirm-ok]")
+            changed = harness.watcher.wait_for(
+                lambda e: e.kind == "LevelChanged" and e.cause == "therapist", after=n)
+            assert changed.level == level + 1 and "therapist:alice" in changed.reason
+            page.wait_for_function(f"state.snap.level === {level + 1}")
+            page.wait_for_function("document.getElementById('view').naturalWidth > 0", timeout=30_000)
+            shown = page.evaluate("data.hr[0].length")
+            page.wait_for_function(f"data.hr[0].length >= {shown + 10}", timeout=60_000)  # past the 6 s ramp
+            page.fill("#note-text", "breathing faster on the terrace")
+            page.click("[data-testid=add-note]")
+            page.wait_for_function("document.getElementById('control-msg').textContent === 'note saved'")
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+            # STOP: the patient goes to the safe place, the page follows the session
+            n = len(harness.watcher)
+            page.click("[data-testid=stop]")
+            safe = harness.watcher.wait_for(lambda e: e.kind == "PhaseChanged" and e.phase.value == "safe_place",
+                                            after=n)
+            assert "alice" in safe.reason or "STOP" in safe.reason
+            page.wait_for_function("state.snap.phase === 'safe_place'")
+            assert harness.runner.scene.get().safe_place
+
+            # end the session from the page (confirmed): the record closes as stopped, by alice
+            page.click("[data-testid=end-session]")
+            page.click("[data-testid=confirm-ok]")
+            harness.watcher.wait_for(lambda e: e.kind == "SessionEnded")
+            page.wait_for_function("state.snap.status === 'stopped'")
+            assert not errors, errors
+            browser.close()
+        outcome = harness.finish()
+    finally:
+        view.stop()
+    assert outcome.status.value == "stopped" and "therapist:alice" in outcome.end_reason
+    with open_store(tmp_path) as store:
+        details = store.session_details(outcome.session_id)
+    assert details["status"] == "stopped"
+    assert any(lv["cause"] == "therapist" and "therapist:alice" in lv["reason"] for lv in details["levels"])
+    assert any(ph["phase"] == "safe_place" for ph in details["phases"])
+    assert details["counts"]["hr_samples"] > 10
+    assert view.error is None and view.stats is not None and view.stats.frames > 0
+
+
+def test_observer_page_has_no_controls(make_live, serve):
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    harness = make_live(speed=8.0).start()
+    server = serve(harness.hub)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_context(bypass_csp=True).new_page()  # the test's wait_for_function evaluates strings
+        log_in(page, server.url, "olga")
+        page.wait_for_function("data.hr[0].length >= 1", timeout=60_000)
+        assert page.is_disabled("[data-testid=stop]") and page.is_disabled("[data-testid=end-session]")
+        assert "observer" in page.inner_text("#who")
+        browser.close()
+    harness.finish()
+
+
+@pytest.mark.parametrize("bad", ["wrong-password"])
+def test_wrong_password_is_shown(make_live, serve, bad):
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    harness = make_live(speed=8.0).start()
+    server = serve(harness.hub)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_context(bypass_csp=True).new_page()  # the test's wait_for_function evaluates strings
+        page.goto(server.url)
+        page.fill("#login-user", "alice")
+        page.fill("#login-pass", bad)
+        page.click("#login-button")
+        page.wait_for_function("document.getElementById('login-error').textContent.length > 0")
+        assert "wrong user name or password" in page.inner_text("#login-error")
+        browser.close()
+    harness.finish()

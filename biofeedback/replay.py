@@ -195,8 +195,12 @@ def _validate(rec: Recording) -> None:
         rr = rec.rr_ms
         if rr.size == 0:
             raise SensorUnavailableError(f"replay file {str(rec.path)!r} holds no RR intervals; {_FIX}")
-        if not np.all(np.isfinite(rr)) or np.any(rr <= 0):
-            raise SensorUnavailableError(f"replay file {str(rec.path)!r} has non-positive or non-finite RR values; {_FIX}")
+        bad = np.flatnonzero(~np.isfinite(rr) | (rr <= 0))
+        if bad.size:
+            raise SensorUnavailableError(
+                f"replay file {str(rec.path)!r}: RR value {rr[bad[0]]:.10g} (number {bad[0] + 1}){_and_more(bad)} is not a "
+                f"positive, finite number of ms; {_FIX}"
+            )
         # the middle value without arithmetic: np.median would overflow on values like 1e308
         median = float(np.partition(rr, rr.size // 2)[rr.size // 2])
         if median < 5.0:
@@ -205,9 +209,8 @@ def _validate(rec: Recording) -> None:
         bad = np.flatnonzero((rr < lo) | (rr > hi))
         if bad.size:
             i = int(bad[0])
-            more = f" (and {bad.size - 1} more)" if bad.size > 1 else ""
             raise SensorUnavailableError(
-                f"replay file {str(rec.path)!r}: RR value {rr[i]:.10g} ms (number {i + 1}){more} is outside the plausible "
+                f"replay file {str(rec.path)!r}: RR value {rr[i]:.10g} ms (number {i + 1}){_and_more(bad)} is outside the plausible "
                 f"{lo:g}-{hi:g} ms; RR intervals must be milliseconds between beats - fix or remove that value"
             )
         cfg = RRCleanerConfig()
@@ -229,6 +232,10 @@ def _validate(rec: Recording) -> None:
             raise SensorUnavailableError(
                 f"replay file {str(rec.path)!r} has {n} non-finite ECG sample(s) (nan/inf); the R-peak detector needs finite µV values"
             )
+
+
+def _and_more(bad: np.ndarray) -> str:
+    return f" (and {bad.size - 1} more)" if bad.size > 1 else ""
 
 
 class ReplaySensor:

@@ -193,6 +193,9 @@ MALFORMED = {
     "npy_rr_1e308": ("x.npy", np.full(10, 1e308), "RR value 1e+308 ms (number 1) (and 9 more) is outside the plausible 20-20000 ms"),
     "npy_rr_2e6": ("x.npy", np.full(10, 2e6), "RR value 2000000 ms (number 1) (and 9 more) is outside the plausible 20-20000 ms"),
     "csv_one_rr_1e308": ("x.csv", "800\n810\n1e308\n790\n", "RR value 1e+308 ms (number 3) is outside the plausible 20-20000 ms"),
+    "csv_rr_overflowing_to_inf": ("x.csv", "800\n1e309\n", "RR value inf (number 2) is not a positive, finite number of ms"),
+    "csv_rr_nan": ("x.csv", "800\nnan\n810\n", "RR value nan (number 2) is not a positive, finite number of ms"),
+    "npy_rr_negative": ("x.npy", np.full(10, -800.0), "RR value -800 (number 1) (and 9 more) is not a positive, finite number"),
     "npy_rr_median_too_slow": ("x.npy", np.full(10, 5000.0), "median RR 5000 ms is outside the 250-3000 ms"),
     "npy_rr_seconds": ("x.npy", np.full(10, 0.8), "look like seconds"),
     # .npy files that are not numeric arrays: said so, never a hint at allow_pickle (unpickling runs code)

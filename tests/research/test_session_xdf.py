@@ -54,10 +54,11 @@ def test_session_xdf_equals_the_store(recorded):
         "SELECT t_s, kind, payload_json FROM events WHERE session_id=? ORDER BY seq", session.session_id)
         if k not in series]
     markers = [json.loads(m[0]) for m in streams["Markers"]["time_series"]]
-    assert [m["kind"] for m in markers] == [k for _, k, _ in events]
-    assert "SessionEnded" in {m["kind"] for m in markers} and "LevelChanged" in {m["kind"] for m in markers}
-    for m, (t, kind, payload) in zip(markers, events):
-        assert m == {"kind": kind, "t_s": round(t, 6), **payload}
+    types = [type(e).__name__ for e in session.events if not isinstance(e, SERIES_EVENTS)]
+    assert [m["event"] for m in markers] == types and len(markers) == len(events)
+    assert {"SessionEnded", "LevelChanged", "SudsRecorded", "PhaseChanged"} <= set(types)
+    for m, (t, _, payload) in zip(markers, events):
+        assert m == {"event": m["event"], "t_s": round(t, 6), **payload}
     np.testing.assert_array_equal(streams["Markers"]["time_stamps"], [t for t, _, _ in events])
 
     exp = streams["Exposure"]

@@ -66,5 +66,5 @@ def test_sigkill_mid_session_leaves_a_loadable_xdf_equal_to_the_store(tmp_path):
     assert n >= len(hr) - 20 and n >= len(t) - 20
     np.testing.assert_array_equal(t[:n], hr[:n, 0])
     np.testing.assert_array_equal(v[:n], hr[:n, 1])
-    kinds = [json.loads(m[0])["kind"] for m in by["Markers"]["time_series"]]
+    kinds = [json.loads(m[0])["event"] for m in by["Markers"]["time_series"]]
     assert kinds[:1] == ["PhaseChanged"] and "LevelChanged" in kinds

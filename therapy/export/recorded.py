@@ -131,8 +131,24 @@ class SessionData:
 
 def marker_text(t_s: float, kind: str, payload: dict) -> str:
     """The ``Markers`` sample of a stored event (identical to what the live outlet sent)."""
-    return json.dumps({"kind": kind, "t_s": round(t_s, 6), **payload}, separators=(",", ":"), default=str,
-                      ensure_ascii=False)
+    from therapy.sinks.streams import marker_text as text
+
+    return text(kind, t_s, payload)
+
+
+def stored_event_type(kind: str, payload: dict) -> str:
+    """The event's class from the store's ``kind`` column. The SUDS events have a field named ``kind`` that hides
+    ``Event.kind``, so the store wrote their prompt kind (``entry``, ``end``...) there: recognised by their
+    fields instead."""
+    from therapy.events import SUDS_KINDS
+
+    if kind not in SUDS_KINDS:
+        return kind
+    if "value" in payload:
+        return "SudsRecorded"
+    if "question" in payload:
+        return "SudsPrompted"
+    return "SudsMissed"
 
 
 def load_session(store, session_id: str, *, allow_running: bool = False) -> SessionData:
@@ -148,8 +164,10 @@ def load_session(store, session_id: str, *, allow_running: bool = False) -> Sess
         q = conn.execute
         origin, toml, ended, reason = q("SELECT clock_origin_s, protocol_toml, ended_utc, end_reason FROM sessions "
                                         "WHERE id=?", (sid,)).fetchone()
-        events = [(t, k, json.loads(p)) for t, k, p in
-                  q("SELECT t_s, kind, payload_json FROM events WHERE session_id=? ORDER BY seq", (sid,))]
+        events = []
+        for t, k, p in q("SELECT t_s, kind, payload_json FROM events WHERE session_id=? ORDER BY seq", (sid,)):
+            payload = json.loads(p)
+            events.append((t, stored_event_type(k, payload), payload))
         hr = np.array([[np.nan if v is None else v for v in r] for r in
                        q("SELECT t_s, hr_bpm, arousal, rmssd_ms, quality, stale FROM hr_samples WHERE session_id=? "
                          "ORDER BY rowid", (sid,))], dtype=float).reshape(-1, 6)

@@ -188,7 +188,7 @@ class SessionStreams:
 
     def markers(self) -> StreamSpec:
         return self._spec(MARKERS, "Markers", "string", 0.0, [Channel("event", "json", "Marker")],
-                          {"note": 'one compact JSON object per session event: {"kind", "t_s", ...payload}'})
+                          {"note": 'one compact JSON object per session event: {"event", "t_s", ...its fields}'})
 
     def fixed(self) -> list[StreamSpec]:
         """The streams every session has (ECG joins when the sensor gives ECG)."""
@@ -209,10 +209,20 @@ def _num(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
+def event_type(event: Event) -> str:
+    """The event's class name. (``Event.kind`` says the same, except on events that have a field named ``kind``
+    of their own, e.g. the SUDS events' prompt kind, which hides the property.)"""
+    return type(event).__name__
+
+
 def marker_json(event: Event) -> str:
-    """An event as one compact JSON line (the ``Markers`` sample)."""
-    return json.dumps({"kind": event.kind, "t_s": round(event.t_s, 6), **event.payload()}, separators=(",", ":"),
-                      default=str, ensure_ascii=False)
+    """An event as one compact JSON line (the ``Markers`` sample): ``{"event", "t_s", ...its fields}``."""
+    return marker_text(event_type(event), event.t_s, event.payload())
+
+
+def marker_text(event: str, t_s: float, payload: Mapping[str, object]) -> str:
+    return json.dumps({"event": event, "t_s": round(t_s, 6), **payload}, separators=(",", ":"), default=str,
+                      ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

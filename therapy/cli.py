@@ -253,8 +253,10 @@ def _start(args: argparse.Namespace, *, patient: str, sensor: str, command: str,
     def research(live) -> None:  # session.xdf next to the record, and the LSL outlets unless --no-lsl
         from therapy.sinks.attach import attach_research
 
-        attach_research(live, data_dir=runner.prepare().store.path.parent, sensor=runner.sensor, lsl=args.lsl,
-                        station=args.station)
+        research_sinks.update(attach_research(live, data_dir=runner.prepare().store.path.parent,
+                                              sensor=runner.sensor, lsl=args.lsl, station=args.station))
+
+    research_sinks: dict[str, object] = {}
 
     def clinician(live) -> None:  # --console: the clinician console shows this session
         if web is not None:
@@ -282,6 +284,8 @@ def _start(args: argparse.Namespace, *, patient: str, sensor: str, command: str,
         if view_thread is not None:
             view_thread.join(2.0)
     _print_summary(console, tallies[0] if tallies else None, outcome)
+    if "xdf" in research_sinks:  # where the research copy went (LSL outlets close with the session)
+        console.print(f"XDF: {research_sinks['xdf'].path}", highlight=False, soft_wrap=True)
     return outcome.exit_code
 
 

@@ -228,10 +228,14 @@ def _f(v: object, digits: int = 1) -> str:
     return html.escape(str(v))
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 0) -> str:
-    th = "".join(f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>' for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{c}</td>' for i, c in enumerate(r))
-                   + "</tr>" for r in rows)
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 0, text: Sequence[int] = ()) -> str:
+    """Numbers right-aligned; the first ``left`` columns and those in ``text`` (words) left-aligned."""
+    def cls(i: int) -> str:
+        return "l" if i < left or i in text else ""
+
+    th = "".join(f'<th class="{cls(i)}">{html.escape(h)}</th>' for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f'<td class="{cls(i)}">{c}</td>' for i, c in enumerate(r)) + "</tr>"
+                   for r in rows)
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
@@ -275,12 +279,12 @@ def session_html(data: SessionData) -> str:
     parts.append("<h2>Level changes</h2>" + _table(
         ["min", "level", "from", "cause", "reason"],
         [[_f((t - t0) / 60), _f(p["level"]), _f(p["previous"]), html.escape(p["cause"]), html.escape(p["reason"])]
-         for t, p in data.of("LevelChanged")], left=0))
+         for t, p in data.of("LevelChanged")], text=(3, 4)))
     alerts = data.of("SafetyAlert")
     parts.append("<h2>Safety alerts</h2>" + (_table(
         ["min", "code", "action", "message"],
         [[_f((t - t0) / 60), html.escape(p["code"]), html.escape(p["action"]),
-          f'<span class="alert">{html.escape(p["message"])}</span>'] for t, p in alerts])
+          f'<span class="alert">{html.escape(p["message"])}</span>'] for t, p in alerts], text=(1, 2, 3))
         if alerts else "<p>None.</p>"))
     notes = [(t, p) for t, p in data.of("NoteAdded")]
     parts.append("<h2>Notes</h2>" + ("<ul>" + "".join(

@@ -184,7 +184,8 @@ class SimulatedSensor:
         while not self._closed:
             if self._duration_s is not None and t_beat - start_s >= self._duration_s:
                 break
-            rr_ms = self._next_rr_ms(t_beat)
+            rr_ms = self._next_rr_ms(t_beat - start_s)  # the physiology runs on the strap's own time: a session
+            # gives the same heart whatever the clock's origin (virtual in tests, paced or LSL time in demos)
             # Beats up to the next notification accumulate; the strap sends what it has each period.
             t_beat += rr_ms / 1000.0
             rel = t_beat - start_s

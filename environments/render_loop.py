@@ -61,6 +61,9 @@ class RenderLoop:
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         self.renderer: Renderer | None = None
         self.frames = 0
+        #: extra seconds between frames (set from another thread): how a session that falls behind its clock
+        #: lowers the render rate on a CPU-only machine instead of deciding on starved data
+        self.frame_gap_s = 0.0
 
     def request_capture(self, path: Path, eye: str = "left") -> concurrent.futures.Future[Path]:
         """Thread-safe: the next frame rendered is also written to ``path`` as PNG (future -> path)."""
@@ -119,6 +122,8 @@ class RenderLoop:
                 display.poll(self._deliver)
                 if self._captures:
                     self._serve_captures(renderer)
+                if self.frame_gap_s > 0:  # the session asked for fewer frames (its loop was starved of CPU)
+                    stop.wait(self.frame_gap_s)
                 if max_frames is not None and self.frames >= max_frames:
                     break
             if renderer is None:

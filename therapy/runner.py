@@ -303,6 +303,7 @@ class SessionRunner:
         supervisor = threading.Thread(target=supervise, name="vrex-supervise", daemon=True)
         session_thread.start()
         supervisor.start()
+        threading.Thread(target=self._pace_rendering, args=(loop,), name="vrex-render-pacing", daemon=True).start()
         render_error: str | None = None
         try:
             loop.run(stop_render)
@@ -316,6 +317,20 @@ class SessionRunner:
             for s, handler in previous.items():
                 signal.signal(s, handler)
         return render_error
+
+    def _pace_rendering(self, loop) -> None:
+        """While the session's paced clock falls behind the wall (a CPU-only renderer starving the session's
+        thread), render less often; when it has caught up, render at the display's rate again."""
+        gap_s = 0.0
+        while not self.done.wait(0.5):
+            lag_s = getattr(self.clock, "lag_s", 0.0)
+            speed = self.clock.speed if self.clock is not None else 1.0
+            behind_wall_s = lag_s / speed if speed and speed != float("inf") else 0.0
+            if behind_wall_s > 0.5:
+                gap_s = min(1.0, gap_s * 1.5 + 0.05)
+            elif behind_wall_s < 0.1:
+                gap_s = max(0.0, gap_s * 0.5 - 0.01)
+            loop.frame_gap_s = gap_s
 
     def _session_thread_main(self) -> None:
         try:

@@ -171,7 +171,7 @@ class SessionRuntime:
     """Runs one session to its end; :meth:`run` returns how it ended."""
 
     tick_s = 0.25
-    #: a loop this far behind its clock (session seconds) reports the lag; half of it again ends the report
+    #: a loop this far behind its clock (wall seconds) reports the lag; half of it again ends the report
     lag_report_s = 1.0
     hr_sample_period_s = 1.0
 
@@ -287,6 +287,9 @@ class SessionRuntime:
         sensor_task = asyncio.create_task(self._pump_sensor(), name="vrex-sensor")
         command_task = asyncio.create_task(self._pump_commands(), name="vrex-commands")
         lagging = False
+        # a lag worth reporting: a second of session time, or a wall second on an accelerated clock
+        speed = self._clock.speed
+        report_s = self.lag_report_s * (speed if math.isfinite(speed) and speed > 1 else 1.0)
         try:
             now = self._clock.now()
             self._set_phase(Phase.BASELINE, "session started: measuring the resting baseline", now)
@@ -306,11 +309,11 @@ class SessionRuntime:
                     lag_s = now - next_tick
                     next_tick += self.tick_s * math.floor(lag_s / self.tick_s)
                 lag_s = max(lag_s, getattr(self._clock, "lag_s", 0.0))
-                if not lagging and lag_s >= self.lag_report_s:
+                if not lagging and lag_s >= report_s:
                     lagging = True
                     self._publish(LoopLagged(now, lag_s, f"the session loop is {lag_s:.1f} s behind its clock "
                                                           "(busy CPU): decisions wait for it"))
-                elif lagging and lag_s < self.lag_report_s / 2:
+                elif lagging and lag_s < report_s / 2:
                     lagging = False
                     self._publish(LoopLagged(now, 0.0, "the session loop has caught up"))
                 if self._ended is None:

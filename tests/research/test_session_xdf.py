@@ -79,6 +79,11 @@ def test_session_xdf_equals_the_store(recorded):
     assert len(exp["time_stamps"]) == len(sampled)
     np.testing.assert_array_equal(exp["time_series"][:, 0], [e.level for e in sampled])
     np.testing.assert_array_equal(exp["time_series"][:, 2], [PHASE_CODES[e.phase.value] for e in sampled])
+    labels = [c["label"][0] for c in exp["info"]["desc"][0]["channels"][0]["channel"]]
+    assert labels[:4] == ["level", "intensity", "phase", "safe_place"] and "dial_height_m" in labels
+    height = labels.index("dial_height_m")
+    shown = [(i, dict(e.dials)["height_m"]) for i, e in enumerate(sampled) if "height_m" in dict(e.dials)]
+    assert shown and all(exp["time_series"][i, height] == v for i, v in shown)
 
 
 def test_stream_headers_carry_metadata_and_footers(recorded):

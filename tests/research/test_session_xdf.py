@@ -82,8 +82,13 @@ def test_session_xdf_equals_the_store(recorded):
     labels = [c["label"][0] for c in exp["info"]["desc"][0]["channels"][0]["channel"]]
     assert labels[:4] == ["level", "intensity", "phase", "safe_place"] and "dial_height_m" in labels
     height = labels.index("dial_height_m")
-    shown = [(i, dict(e.dials)["height_m"]) for i, e in enumerate(sampled) if "height_m" in dict(e.dials)]
-    assert shown and all(exp["time_series"][i, height] == v for i, v in shown)
+    assert exp["info"]["desc"][0]["channels"][0]["channel"][height]["unit"] == ["m"]
+    from environments import registry
+
+    want = [registry.dial_values("heights", e.level, e.intensity, e.dials)["height_m"]
+            if e.environment == "heights" else np.nan for e in sampled]
+    np.testing.assert_array_equal(exp["time_series"][:, height], want)  # the level's setting as shown
+    assert np.nanmax(want) > np.nanmin(want)
 
 
 def test_stream_headers_carry_metadata_and_footers(recorded):

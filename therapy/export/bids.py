@@ -34,7 +34,7 @@ import numpy as np
 
 from therapy.export.recorded import SessionData
 from therapy.export.writers import progress, regular_grid
-from therapy.sinks.streams import PHASE_CODES, STATE_RATE_HZ, acquisition_from
+from therapy.sinks.streams import PHASE_CODES, STATE_RATE_HZ, acquisition_from, environment_dial_units, shown_dials
 
 BIDS_VERSION = "1.10.0"
 _SERIES = {"HeartSampled", "ExposureSampled", "BeatRecorded"}
@@ -140,9 +140,8 @@ def write_bids(data: SessionData, out: Path, *, station: str, console=None) -> l
         dials = list(data.dial_names)
         exp_rows = []
         for _, p in exp:
-            d = {k: v for k, v in p.get("dials") or ()}
             exp_rows.append([p["level"], p["intensity"], PHASE_CODES[p["phase"]], float(p["safe_place"])]
-                            + [np.nan if d.get(n) is None else d[n] for n in dials])
+                            + shown_dials(p["environment"], p["level"], p["intensity"], p.get("dials"), dials))
         exp_t = np.array([t for t, _ in exp], dtype=float)
         first, rows = regular_grid(exp_t, np.array(exp_rows, dtype=float).reshape(len(exp), 4 + len(dials)),
                                    STATE_RATE_HZ, t0)
@@ -156,7 +155,8 @@ def write_bids(data: SessionData, out: Path, *, station: str, console=None) -> l
             "intensity": {"Description": "shown intensity of the level, 0..1", "Units": "n/a"},
             "phase": {"Description": f"session phase code: {codes}", "Units": "n/a"},
             "safe_place": {"Description": "1 while the safe place is shown", "Units": "n/a"},
-            **{f"dial_{n}": {"Description": f"environment dial {n}", "Units": "n/a"} for n in dials},
+            **{f"dial_{n}": {"Description": f"environment dial {n} as shown", "Units": u}
+               for n, u in zip(dials, environment_dial_units(data.environment, dials))},
             "PhysioType": "generic", **task_name, "Manufacturer": "vrex", "SoftwareVersions": _version(),
         })]
 

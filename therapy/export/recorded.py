@@ -30,6 +30,7 @@ from therapy.sinks.streams import (
     SessionStreams,
     StreamSpec,
     environment_dials,
+    shown_dials,
 )
 from therapy.sinks.xdf import SESSION_XDF, session_folder
 
@@ -104,9 +105,8 @@ class SessionData:
         exp = self.of("ExposureSampled")
         rows = []
         for _, p in exp:
-            dials = {k: v for k, v in p.get("dials") or ()}
             rows.append([p["level"], p["intensity"], PHASE_CODES[p["phase"]], float(p["safe_place"])]
-                        + [dials.get(name, np.nan) for name in self.dial_names])
+                        + shown_dials(p["environment"], p["level"], p["intensity"], p.get("dials"), self.dial_names))
         out.append(RecordedStream(specs.exposure(), np.array([t for t, _ in exp], dtype=float),
                                   np.array(rows, dtype=float).reshape(len(rows), 4 + len(self.dial_names))))
         markers = [(t, k, p) for t, k, p in self.events if k not in _SERIES_KINDS]

@@ -24,7 +24,7 @@ import numpy as np
 
 from therapy.errors import OutputDirError, TherapyError
 from therapy.export.recorded import RecordedStream, SessionData, read_xdf
-from therapy.sinks.streams import ECG, EXPOSURE, HR, MARKERS, PHASE_CODES, RR
+from therapy.sinks.streams import ECG, EXPOSURE, HR, MARKERS, PHASE_CODES, RR, shown_dials
 from therapy.sinks.xdf import XdfWriter
 
 PHASE_NAMES = {v: k for k, v in PHASE_CODES.items()}
@@ -130,7 +130,8 @@ CSV_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                      ("intensity", "0..1", "shown intensity of the level (ramps in after a change)"),
                      ("phase", "", "baseline, exposure, safe_place, recovery, ..."),
                      ("safe_place", "0/1", "1 while the safe place is shown"),
-                     ("dial_<name>", "dial unit", "each of the environment's dials (one column each)")],
+                     ("dial_<name>", "dial unit", "each of the environment's dials as shown (the level's setting moved by the "
+                      "intensity, then any therapist override; empty while another environment is shown)")],
     "events.csv": [("t_s", "s", "session clock"), ("elapsed_s", "s", "since the session started"),
                    ("kind", "", "event type (PhaseChanged, LevelChanged, SudsRecorded, SafetyAlert, ...)"),
                    ("payload_json", "JSON", "the event's fields")],
@@ -166,9 +167,8 @@ def write_csv(data: SessionData, out: Path, *, station: str, console=None) -> li
                           [[r[0], r[0] - t0, r[1], r[2], int(r[3]), int(r[4])] for r in data.beats.tolist()])
     exp_rows = []
     for t, p in data.of("ExposureSampled"):
-        d = {k: v for k, v in p.get("dials") or ()}
         exp_rows.append([t, t - t0, p["environment"], p["level"], p["intensity"], p["phase"], int(p["safe_place"])]
-                        + [d.get(n) for n in dials])
+                        + shown_dials(p["environment"], p["level"], p["intensity"], p.get("dials"), dials))
     files["exposure.csv"] = (["t_s", "elapsed_s", "environment", "level", "intensity", "phase", "safe_place"]
                              + [f"dial_{n}" for n in dials], exp_rows)
     files["events.csv"] = (["t_s", "elapsed_s", "kind", "payload_json"],

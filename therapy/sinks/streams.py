@@ -145,6 +145,11 @@ class SessionStreams:
     sensor: str
     environment: str
     dial_names: tuple[str, ...]
+    dial_units: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.dial_units) != len(self.dial_names):
+            object.__setattr__(self, "dial_units", environment_dial_units(self.environment, self.dial_names))
 
     @classmethod
     def for_identity(cls, identity, station: str, dial_names: Sequence[str] | None = None) -> SessionStreams:
@@ -181,7 +186,7 @@ class SessionStreams:
     def exposure(self) -> StreamSpec:
         channels = [Channel("level", "level", "state"), Channel("intensity", "fraction", "state"),
                     Channel("phase", "code", "state"), Channel("safe_place", "boolean", "flag")]
-        channels += [Channel(f"dial_{name}", "dial", "state") for name in self.dial_names]
+        channels += [Channel(f"dial_{name}", unit, "state") for name, unit in zip(self.dial_names, self.dial_units)]
         return self._spec(EXPOSURE, "Exposure", "double64", STATE_RATE_HZ, channels,
                           {"environment": self.environment,
                            "phase_codes": {f"code{v}": k for k, v in PHASE_CODES.items()}})
@@ -203,6 +208,31 @@ def environment_dials(environment: str) -> tuple[str, ...]:
         return registry.info(environment).dial_names
     except Exception:  # an environment this installation lacks: the exposure stream has no dial channels
         return ()
+
+
+def shown_dials(environment: str, level: int, intensity: float, overrides, names: Sequence[str]) -> list[float]:
+    """The dial values the renderer shows for this state (the level's, moved ``intensity`` towards the next
+    level's, then the therapist's overrides), in ``names`` order; NaN for a dial the environment lacks (the safe
+    place shown in a phobia session, an environment this installation does not know)."""
+    overrides = tuple((str(k), float(v)) for k, v in (overrides or ()))
+    try:
+        from environments import registry
+
+        values = registry.dial_values(environment, level, intensity, overrides)
+    except Exception:  # unknown environment: only what the session said
+        values = dict(overrides)
+    return [float(values[n]) if n in values else math.nan for n in names]
+
+
+def environment_dial_units(environment: str, names: Sequence[str]) -> tuple[str, ...]:
+    """Each dial's unit (``m``, ``fraction``...); ``dial`` where the environment does not say."""
+    try:
+        from environments import registry
+
+        units = {d.name: d.unit for d in registry.info(environment).dials}
+    except Exception:
+        units = {}
+    return tuple(units.get(n) or "dial" for n in names)
 
 
 def _num(value: float | None) -> float:
@@ -257,9 +287,9 @@ def samples_of(item: object, dial_names: Sequence[str]) -> Samples | None:
             row = [_num(item.hr_bpm), _num(item.arousal), _num(item.rmssd_ms), float(item.quality), float(item.stale)]
             return Samples(HR, stamp, np.array([row], dtype=np.float64))
         case ExposureSampled():
-            dials = dict(item.dials)
             row = [float(item.level), float(item.intensity), float(PHASE_CODES[item.phase.value]),
-                   float(item.safe_place)] + [_num(dials.get(name)) for name in dial_names]
+                   float(item.safe_place)] + shown_dials(item.environment, item.level, item.intensity, item.dials,
+                                                         dial_names)
             return Samples(EXPOSURE, stamp, np.array([row], dtype=np.float64))
     return Samples(MARKERS, stamp, [[marker_json(item)]])
 

@@ -141,7 +141,8 @@ class SessionRunner:
     ``clock`` replaces the clock the sensor kind implies (tests pass a
     :class:`~biofeedback.clock.VirtualClock`); ``sensor_factory(clock, scene)`` replaces the sensor the spec
     names; ``observers`` attach to the live session before its first event; ``ask_retry(message)`` is asked
-    whether to keep waiting when no heart signal arrives (``None``: give up at once).
+    whether to keep waiting when no heart signal arrives (``None``: give up at once); ``display_factory()``
+    replaces the display ``request.display`` names (an OpenVR display on a stand-in runtime in tests).
     """
 
     def __init__(
@@ -154,6 +155,7 @@ class SessionRunner:
         companions: Sequence[Companion] = (),
         ask_retry: Callable[[str], bool] | None = None,
         store: SessionStore | None = None,
+        display_factory: Callable[[], object] | None = None,
     ) -> None:
         self.request = request
         self._clock_override = clock
@@ -162,6 +164,7 @@ class SessionRunner:
         self._companions = tuple(companions)
         self._ask_retry = ask_retry
         self._store = store
+        self._display_factory = display_factory
         self._prepared: _Prepared | None = None
         self.live: LiveSession | None = None
         self.runtime: SessionRuntime | None = None
@@ -233,7 +236,8 @@ class SessionRunner:
 
             fps = req.fps or (10.0 if req.display == "headless" else None)
             try:
-                display = open_display(req.display, eye_size=req.eye_size, stereo=True, msaa=0, max_fps=fps)
+                display = self._display_factory() if self._display_factory is not None else open_display(
+                    req.display, eye_size=req.eye_size, stereo=True, msaa=0, max_fps=fps)
             except BaseException:
                 self._close_sensor_now()
                 raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from biofeedback.simulated import Fault, PatientModel, SimulatedSensor
@@ -308,3 +309,25 @@ def test_hrv_biofeedback_paces_at_the_patients_rate_and_its_calm_response_rises(
     first_min, last_min = sum(calm[:60]) / 60, sum(calm[-60:]) / 60
     assert last_min > first_min + 0.1, (first_min, last_min)
     assert s.query("SELECT count(*) FROM events WHERE kind='BreathingSampled'")[0][0] == len(samples)
+
+
+def test_only_the_safety_supervisor_stops_a_step_up_the_controller_wants(tmp_path):
+    """A heart resting at 128 bpm (its own baseline), then 130 bpm: arousal +1 SD, calm enough for the controller,
+    but above this 80-year-old's ceiling (85 % of 152 = 129 bpm). The supervisor vetoes every step up until the
+    sustained breach sends the patient to the safe place; without its veto the controller would climb."""
+    from tests.therapy.conftest import run_virtual_session
+
+    rr = np.concatenate([np.full(int(200 * 128 / 60), 60000 / 128), np.full(int(400 * 130 / 60), 60000 / 130)])
+    recording = tmp_path / "rr.npy"
+    np.save(recording, rr)
+    spec = protocol(exposure={"min_hold_s": 20.0}, safety={"ceiling_sustain_s": 60.0},
+                    controller={"step_up_rule": "hr", "step_up": "auto", "step_up_sustain_s": 10.0},
+                    suds={"every_s": 0.0, "on_entry": False, "before_step_up": False, "at_end": False})
+    s = run_virtual_session(tmp_path / "s", minutes=9, protocol=spec, sensor=f"replay:{recording}",
+                            birth_year=AGED_80, simulated_patient=False, simulated_therapist=False)
+    vetoes = [r for r in s.of(Recommendation) if r.code == "safety_veto"]
+    assert vetoes and "ready to step up" in vetoes[0].reason
+    safe = [e for e in s.of(PhaseChanged) if e.phase is Phase.SAFE_PLACE]
+    assert safe and "safety ceiling" in safe[0].reason
+    ups = [e for e in s.of(LevelChanged) if e.previous is not None and e.level > e.previous]
+    assert not [e for e in ups if e.t_s < safe[0].t_s]

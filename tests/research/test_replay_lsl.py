@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 
@@ -107,3 +108,26 @@ def test_replay_lsl_command_plays_a_session_and_refuses_bad_sources(recorded_ses
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if line.startswith("vrex: error:")]
         assert len(lines) == 1 and expected in lines[0] and "Traceback" not in err
+
+
+def test_monitor_consumes_a_replayed_session(recorded_session, tmp_path):
+    """``monitor --sensor lsl:vrex.<station>.RR`` on the replay, in real time (a few seconds of beats)."""
+    session, folder = recorded_session
+    with open_store(folder) as store:
+        data = load_session(store, session.session_id)
+    station = f"rp{os.getpid()}m"
+    player = LslPlayer(data.streams("recorded"), station=station, origin="test", speed=1.0)
+    stop = threading.Event()
+    play = threading.Thread(target=player.run, args=(stop,), daemon=True)
+    play.start()
+    out = tmp_path / "monitor.json"
+    try:
+        code = run(["monitor", "--sensor", f"lsl:vrex.{station}.RR", "--seconds", "6", "--json", str(out)])
+    finally:
+        stop.set()
+        play.join(10)
+        player.close()
+    assert code == 0
+    summary = json.loads(out.read_text())
+    assert summary["link"] == "connected" and summary["state"]["beats"] >= 3
+    assert 40 <= summary["state"]["hr_bpm"] <= 140

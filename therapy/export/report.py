@@ -109,10 +109,11 @@ def level_table(data: SessionData) -> list[dict[str, object]]:
         kind = p.get("kind", "during")
         if kind == "anticipated":
             row["anticipated"] = p["value"]
-        else:
+        else:  # "end": the answer asked for when leaving the level; without one, the last answer there
             row["suds"].append(p["value"])
-            if kind == "end" or row["end"] is None or kind not in ("anticipated",):
+            if kind == "end" or not row.get("end_asked"):
                 row["end"] = p["value"]
+                row["end_asked"] = kind == "end"
     rows = []
     for level in sorted(out):
         r = out[level]

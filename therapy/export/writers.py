@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from therapy.errors import OutputDirError, TherapyError
-from therapy.export.recorded import RecordedStream, SessionData, read_xdf
-from therapy.sinks.streams import ECG, EXPOSURE, HR, MARKERS, PHASE_CODES, RR, shown_dials
+from therapy.export.recorded import SessionData, read_xdf
+from therapy.sinks.streams import PHASE_CODES, shown_dials
 from therapy.sinks.xdf import XdfWriter
 
 PHASE_NAMES = {v: k for k, v in PHASE_CODES.items()}
@@ -238,6 +238,3 @@ def regular_grid(t_s: np.ndarray, values: np.ndarray, rate_hz: float, start_s: f
     idx = np.clip(np.searchsorted(t_s, grid + 1e-6, side="right") - 1, 0, len(t_s) - 1)
     return first, values[idx]
 
-
-__all__ = ["ECG", "EXPOSURE", "HR", "MARKERS", "PHASE_NAMES", "RR", "RecordedStream", "export_session",
-           "prepare_out", "progress", "regular_grid", "write_csv", "write_xdf"]

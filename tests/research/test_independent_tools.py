@@ -35,7 +35,7 @@ def test_mne_lsl_streamlsl_connects_to_the_ecg_outlet():
     sink = outlets("m")
     stream = StreamLSL(bufsize=10, source_id=sink.source_ids["ECG"])
     try:
-        stream.connect(timeout=10)
+        stream.connect(timeout=30)
         assert stream.info["sfreq"] == 130.0 and stream.ch_names == ["ECG"]
         assert stream.get_channel_types() == ["ecg"]  # mne-lsl maps LSL type ECG to an ECG channel
         (unit,) = stream.get_channel_units()

@@ -28,7 +28,10 @@ def station(tag: str) -> str:
 
 def resolve(stype: str, source_id: str) -> pylsl.StreamInfo:
     """By type (as a lab's viewer would), then by source_id (as a recorder does): both must find it."""
-    by_type = [i for i in pylsl.resolve_byprop("type", stype, 0, 2.0) if i.source_id() == source_id]
+    by_type: list = []
+    deadline = time.monotonic() + 30.0  # other programs' streams of this type may answer first; a busy machine
+    while not by_type and time.monotonic() < deadline:  # answers late: ask again (guards a hang only)
+        by_type = [i for i in pylsl.resolve_byprop("type", stype, 0, 1.0) if i.source_id() == source_id]
     assert by_type, f"no {stype} stream with source_id {source_id} among the streams of type {stype}"
     by_id = pylsl.resolve_byprop("source_id", source_id, 1, 10.0)
     assert by_id and by_id[0].type() == stype
@@ -60,7 +63,7 @@ class Reader:
             if not got:
                 self._stop.wait(0.005)
 
-    def wait_for(self, counts: dict[str, int], timeout_s: float = 60.0) -> None:
+    def wait_for(self, counts: dict[str, int], timeout_s: float = 180.0) -> None:
         """Until every stream has its expected count (the timeout only guards against a hang)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -52,7 +52,7 @@ def test_lsl_inlet_sensor_receives_the_replayed_ecg(ecg_session):
     ecg = next(s for s in streams if s.spec.type == "ECG")
     station = f"rp{os.getpid()}e"
     player = LslPlayer(streams, station=station, origin="test", speed=1.0)
-    sensor = LslInletSensor(f"vrex.{station}.ECG", LslClock(), timeout_s=10.0)
+    sensor = LslInletSensor(f"vrex.{station}.ECG", LslClock(), timeout_s=30.0)
     info = sensor.info
     assert info.type() == "ECG" and info.nominal_srate() == 360.0 and info.name() == f"vrex {station} ECG"
     n = 3 * 360
@@ -73,7 +73,7 @@ def test_lsl_inlet_sensor_receives_the_replayed_rr_of_a_stored_session(recorded_
         data = load_session(store, session.session_id)
     station = f"rp{os.getpid()}r"
     player = LslPlayer(data.streams("recorded"), station=station, origin="test", speed=40.0)
-    sensor = LslInletSensor(f"vrex.{station}.RR", LslClock(), timeout_s=10.0)
+    sensor = LslInletSensor(f"vrex.{station}.RR", LslClock(), timeout_s=30.0)
     desc = sensor.info  # metadata travels with the replay
     assert desc.type() == "RR" and desc.source_id() == f"vrex.{station}.RR"
     got = consume(sensor, player, HeartSample, lambda r: len(r) >= 60)

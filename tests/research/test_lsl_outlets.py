@@ -43,9 +43,9 @@ class Reader:
 
     def __init__(self, infos: dict[str, pylsl.StreamInfo]) -> None:
         self.inlets = {k: pylsl.StreamInlet(i, max_buflen=3600, recover=True) for k, i in infos.items()}
-        self.infos = {k: inlet.info(timeout=10.0) for k, inlet in self.inlets.items()}
+        self.infos = {k: inlet.info(timeout=30.0) for k, inlet in self.inlets.items()}
         for inlet in self.inlets.values():
-            inlet.open_stream(timeout=10.0)
+            inlet.open_stream(timeout=30.0)
         self.data: dict[str, tuple[list, list]] = {k: ([], []) for k in infos}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

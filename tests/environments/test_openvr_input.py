@@ -83,7 +83,7 @@ class StandInSystem:
         state = openvr.VRControllerState_t()
         state.rAxis[0].x = self.axis_x.get(index, 0.0)
         state.rAxis[0].y = 0.9  # forward/back is not the marker's axis
-        state.rAxis[1].x = 0.9  # nor is the trigger's axis
+        state.rAxis[1].y = 0.9  # nor is the trigger's axis
         return self.state_ok.get(index, False), state
 
 
@@ -246,6 +246,15 @@ def test_the_larger_deflection_of_the_two_hands_wins(headset):
     clock.t += 0.05
     poll(display)
     assert display.suds.value == pytest.approx(48.4 + 0.9 * 40 * 0.05)
+
+
+def test_equal_deflections_of_both_hands_use_the_first_found_the_left(headset):
+    display, system, clock = headset
+    display.suds.set_active(True)
+    system.axis_x.update({LEFT_DEVICE: -0.5, RIGHT_DEVICE: 0.5})
+    clock.t += 0.05
+    poll(display)
+    assert display.suds.value == pytest.approx(49.0)
 
 
 def test_a_hand_that_is_missing_or_not_answering_does_not_move_the_marker(headset):

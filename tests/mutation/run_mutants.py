@@ -18,6 +18,8 @@ no longer matches the file is not excused.
 
     ./dev mutants                       every module
     ./dev mutants therapy/safety.py     only these files (for working on their tests)
+    ./dev mutants --no-run              the last run's figures again
+    ./dev mutants --stub MUTANT...      lines for tests/mutants-equivalent.txt
 """
 
 from __future__ import annotations
@@ -112,7 +114,17 @@ def main() -> None:
     parser.add_argument("files", nargs="*", help="only these files (keys of MUTATED)")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--no-run", action="store_true", help="only report on the last run's results")
+    parser.add_argument("--stub", nargs="+", metavar="MUTANT",
+                        help="print tests/mutants-equivalent.txt lines for these mutants of the last run (reason to fill in)")
     args = parser.parse_args()
+    if args.stub:
+        os.chdir(ROOT)
+        from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+        for key in args.stub:
+            path = next(p for p in MUTATED if key.startswith(module_of(p) + "."))
+            print(f"{key} :: {mutated_lines(get_diff_for_mutant(key, path=path))} :: REASON")
+        return
     paths = args.files or list(MUTATED)
     unknown = [p for p in paths if p not in MUTATED]
     if unknown:

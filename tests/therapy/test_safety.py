@@ -150,6 +150,7 @@ def test_outside_exposure_a_breach_alerts_once_per_episode_and_never_sends_to_th
     verdicts = run(sup, ticks, exposed=False)
     assert not any(v.go_to_safe_place or v.allow_step_up for t, v in verdicts if t != 12.0)
     assert verdicts[12][1] == OK
+    assert all(v == HOLD for t, v in verdicts if t not in (5.0, 12.0, 18.0))  # above the ceiling, alerted or not yet
     got = alerts(verdicts)
     assert [t for t, _ in got] == [5.0, 18.0]  # once per episode above the ceiling
     assert got[0][1] == SafetyVerdict(

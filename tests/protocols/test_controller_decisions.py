@@ -644,3 +644,67 @@ def test_arousal_window_mean_over_its_seconds_and_clear():
     w.clear()
     assert w.mean is None
     assert w.add(11.0, -2.0) == -2.0
+
+
+# -- what the remaining mutants showed -------------------------------------------------------------
+
+
+def test_suds_texts_follow_the_protocols_drop_fraction():
+    assert _suds_ctrl("suds", [70, 30], suds_drop_fraction=0.6).decide(10.0, heart(10.0), 3, 12).reason == (
+        "SUDS 70 -> 30 (-57 %, needs -60 % or <= 20): not ready to step up (suds rule)")
+    assert _suds_ctrl("suds", [0], suds_drop_fraction=0.6).decide(10.0, heart(10.0), 3, 12).reason == (
+        "SUDS 0 -> 0 (needs -60 % or <= 20): habituated, ready to step up to level 4")
+
+
+def test_a_peak_of_1_is_a_peak():
+    assert _suds_ctrl("suds", [1, 1]).decide(10.0, heart(10.0), 3, 12).reason == (
+        "SUDS 1 -> 1 (+0 %, needs -50 % or <= 20): habituated, ready to step up to level 4")
+
+
+def test_a_jump_down_blocks_only_the_levels_it_left():
+    ctrl = habituation(min_hold_s=0)
+    ctrl.on_level_changed(0.0, 6)
+    ctrl.on_level_changed(100.0, 3)
+    ctrl.on_level_changed(101.0, 6)  # the therapist goes straight back up
+    assert ticks(ctrl, lambda t: 0.5, 101, 121, level=6)[121.0].action == "up"  # 7 was never left
+
+
+def test_manual_started_by_decide_uses_the_shown_level_for_ratings():
+    ctrl = ManualController(spec())
+    assert ctrl.decide(0.0, heart(0.0), 3, 12).code == "manual"
+    ctrl.on_suds(1.0, 95, 2)  # given for the level before: not used
+    assert ctrl.decide(2.0, heart(2.0), 3, 12).code == "manual"
+
+
+def test_a_rating_for_another_level_is_logged_as_not_used(caplog):
+    s = SudsAtLevel()
+    s.reset(3)
+    with caplog.at_level(logging.DEBUG, logger="protocols.controller"):
+        s.add(1.0, 40, 2)
+    assert [r.getMessage() for r in caplog.records] == ["SUDS 40 given for level 2 while level 3 is shown: not used"]
+
+
+def test_target_band_starts_at_rest_inside_the_band():
+    ctrl = band(start=2.0)
+    assert ctrl.decide(0.0, heart(0.0, 1.2), 2, 5).code == "in_band"
+
+
+def test_target_band_after_a_safety_drop_it_rests_and_listens_to_the_new_level():
+    ctrl = band(start=2.4)
+    ctrl.on_suds(0.0, 95, 2)
+    assert ctrl.decide(1.0, heart(1.0, 1.2), 2, 5).code == "suds_high"
+    assert ctrl.decide(2.0, heart(2.0, 1.2), 1, 5).code == "in_band"  # not still moving
+    ctrl.on_suds(3.0, 95, 2)  # for the level it left: not used
+    assert ctrl.decide(4.0, heart(4.0, 1.2), 1, 5).code == "in_band"
+    ctrl.on_suds(5.0, 95, 1)  # for the level it is at now (1.4 shows level 1): used
+    assert ctrl.decide(6.0, heart(6.0, 1.2), 1, 5).target_level == pytest.approx(0.4)
+    whole = band(start=3.0)
+    whole.on_suds(0.0, 95, 3)
+    assert whole.decide(1.0, heart(1.0, 1.2), 3, 5).target_level == 2.0
+    whole.on_suds(2.0, 95, 2)  # 2.0 is level 2
+    assert whole.decide(3.0, heart(3.0, 1.2), 2, 5).target_level == 1.0
+    ctrl = band(start=3.5)
+    for t in range(0, 11):
+        d = ctrl.decide(float(t), heart(float(t), 3.0), 3, 5)
+    assert d.code == "arousal_high"
+    assert ctrl.decide(11.0, heart(11.0, 1.2), 2, 5).code == "in_band"

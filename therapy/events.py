@@ -129,7 +129,7 @@ SUDS_KINDS = ("anticipated", "entry", "during", "before_step_up", "therapist", "
 @dataclass(frozen=True, slots=True)
 class SudsPrompted(Event):
     level: int
-    kind: str = "during"
+    suds_kind: str = "during"  # one of SUDS_KINDS (not ``kind``: that is every event's class name)
     question: str = ""
 
 
@@ -139,7 +139,7 @@ class SudsRecorded(Event):
     level: int
     phase: str
     source: str
-    kind: str = "during"
+    suds_kind: str = "during"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +147,7 @@ class SudsMissed(Event):
     """A prompt that got no answer in time: recorded as missed, never guessed."""
 
     level: int
-    kind: str = "during"
+    suds_kind: str = "during"
 
 
 @dataclass(frozen=True, slots=True)

@@ -369,7 +369,7 @@ class SessionRunner:
                 clock=clock, sensor=sensor, pipeline=pipeline, protocol=prep.protocol, environment=prep.env,
                 safe_environment=prep.safe_env, plan=prep.plan, live=self.live, scene=scene,
                 patient_age_years=prep.patient_age_years, hierarchy=prep.hierarchy, records=records,
-                resonance_breaths_per_min=prep.resonance_breaths_per_min,
+                resonance_breaths_per_min=prep.resonance_breaths_per_min, initial_link=self._last_link,
             )
             self.runtime = runtime
             if req.capture_frames and self._request_capture is not None:
@@ -413,6 +413,7 @@ class SessionRunner:
         scene.put(SceneState(environment=prep.safe_env.name, level=0, t_s=clock.now(), fade=0.0,
                              panel_text=WAITING_TEXT, safe_place=True))
         timeout_s = self.request.signal_timeout_s
+        self._last_link = None
         while True:
             deadline = clock.now() + timeout_s
             last_link = "no link event yet"
@@ -423,6 +424,7 @@ class SessionRunner:
                     pipeline.feed(record)
                     state_name = getattr(getattr(record, "state", None), "value", None)
                     if state_name is not None:
+                        self._last_link = record
                         last_link = f"{state_name}: {getattr(record, 'detail', '')}".rstrip(": ")
                         log.info("heart sensor %s", last_link)
                     state = pipeline.state(clock.now())

@@ -191,11 +191,14 @@ class SessionRuntime:
         hierarchy: Sequence[int] | None = None,
         records: AsyncIterator[SensorRecord] | None = None,
         resonance_breaths_per_min: float | None = None,
+        initial_link: LinkEvent | None = None,
     ) -> None:
         """``hierarchy``: the environment levels of this patient's steps, in order (default: the protocol's
         ``start_level..max_level``). ``records``: the sensor's record stream when the caller already started
         it (e.g. to wait for a valid signal before the session); else ``sensor.records()``.
-        ``resonance_breaths_per_min``: the patient's resonance rate (HRV biofeedback paces at it)."""
+        ``resonance_breaths_per_min``: the patient's resonance rate (HRV biofeedback paces at it).
+        ``initial_link``: the sensor's link state when the session starts (its record says how it began)."""
+        self._initial_link = initial_link
         self._clock = clock
         self._sensor = sensor
         self._records = records
@@ -293,6 +296,9 @@ class SessionRuntime:
         try:
             now = self._clock.now()
             self._set_phase(Phase.BASELINE, "session started: measuring the resting baseline", now)
+            if self._initial_link is not None:
+                link = self._initial_link
+                self._publish(SensorEvent(now, link.state.value, link.detail))
             self._pipeline.begin_baseline(now)
             next_tick = now
             while self._ended is None or self._clock.now() < self._close_at_s:

@@ -157,7 +157,7 @@ def test_the_headset_suds_panel_is_answered_with_thumbstick_and_trigger(gl_ctx, 
         observers=[when_phase(Phase.EXPOSURE, answer_when_asked), stop_on_answer],
     )
     (rating,) = [e for e in log.events if isinstance(e, SudsRecorded)]
-    assert rating.source == "patient (openvr)" and rating.kind == "entry"
+    assert rating.source == "patient (openvr)" and rating.suds_kind == "entry"
     assert rating.value == pytest.approx(70, abs=3)
     with open_store(tmp_path) as store:
         (row,) = store.session_details(runner.live.session_id)["suds"]

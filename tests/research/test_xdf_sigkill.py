@@ -58,7 +58,7 @@ def test_sigkill_mid_session_leaves_a_loadable_xdf_equal_to_the_store(tmp_path):
         hr = np.array(conn.execute("SELECT t_s, hr_bpm FROM hr_samples WHERE session_id=? ORDER BY rowid",
                                    (sid,)).fetchall(), dtype=float)
         phases = [p for (p,) in conn.execute("SELECT phase FROM phases WHERE session_id=? ORDER BY t_s", (sid,))]
-    assert phases[:2] == ["baseline", "exposure"]
+    assert phases[0] == "baseline"  # the exposure phase may be in the last fraction of a second the kill took
     t, v = by["HR"]["time_stamps"], by["HR"]["time_series"][:, 0]
     assert len(t) >= 180  # the whole baseline (180 s at 1 Hz) at least
     # both writers lost at most their last fraction of a second: on the samples both have, they agree

@@ -87,7 +87,7 @@ def scripted_therapist(on_offer: Callable[[StepUpOffered, int], cmd.Command | No
 
 def falling_suds(p: SudsPrompted, n: int) -> int:
     """70 when a level is reached, then 30: distress halves within the level."""
-    return 70 if p.kind == "entry" else 30
+    return 70 if p.suds_kind == "entry" else 30
 
 
 def test_suds_falling_by_half_while_hr_settles_offers_a_step_up_that_waits_for_the_therapist(virtual_session):
@@ -148,9 +148,9 @@ def test_a_suds_of_95_steps_down_at_once_in_every_mode(virtual_session, rule, st
     script = [(240.0, cmd.SetLevel(source="therapist", level=3)), (300.0, cmd.RequestSuds(source="therapist"))]
     s = virtual_session(minutes=10, seed=2, protocol=spec, simulated_patient=False, simulated_therapist=False,
                         script=script,
-                        companions=[scripted_patient(lambda p, n: 95 if p.kind == "therapist" else 40, delay_s=4.0)])
+                        companions=[scripted_patient(lambda p, n: 95 if p.suds_kind == "therapist" else 40, delay_s=4.0)])
     (answer,) = [e for e in s.of(SudsRecorded) if e.value == 95]
-    assert answer.kind == "therapist" and answer.level >= 1
+    assert answer.suds_kind == "therapist" and answer.level >= 1
     down = [e for e in s.of(LevelChanged) if e.t_s >= answer.t_s]
     assert down and down[0].level == answer.level - 1 and down[0].t_s - answer.t_s <= 0.25
     assert "SUDS 95" in down[0].reason
@@ -172,17 +172,17 @@ def test_anticipated_peak_and_end_suds_per_level_are_in_the_record(virtual_sessi
     ratings = {"anticipated": 50, "entry": 70}
 
     s = virtual_session(minutes=16, seed=2, protocol=spec, simulated_patient=False,
-                        companions=[scripted_patient(lambda p, n: ratings.get(p.kind, 30))])
+                        companions=[scripted_patient(lambda p, n: ratings.get(p.suds_kind, 30))])
     visits = [v for v in s.of(LevelSuds) if v.ratings]
     assert len(visits) >= 2
     after_step = [v for v in visits if v.anticipated is not None]
     assert after_step and after_step[0].anticipated == 50 and after_step[0].peak == 70 and after_step[0].end == 30
     kinds = {k for (k,) in s.query("SELECT DISTINCT kind FROM suds")}
     assert {"anticipated", "entry"} <= kinds
-    prompts = [p for p in s.of(SudsPrompted) if p.kind == "anticipated"]
+    prompts = [p for p in s.of(SudsPrompted) if p.suds_kind == "anticipated"]
     assert prompts and "panic" in prompts[0].question
     # the anticipated rating is asked before the level is shown: the level change follows the answer
-    first_ant = [e for e in s.of(SudsRecorded) if e.kind == "anticipated"][0]
+    first_ant = [e for e in s.of(SudsRecorded) if e.suds_kind == "anticipated"][0]
     change = [e for e in s.of(LevelChanged) if e.t_s >= first_ant.t_s][0]
     assert change.t_s == pytest.approx(first_ant.t_s, abs=0.3)
 
@@ -331,3 +331,12 @@ def test_only_the_safety_supervisor_stops_a_step_up_the_controller_wants(tmp_pat
     assert safe and "safety ceiling" in safe[0].reason
     ups = [e for e in s.of(LevelChanged) if e.previous is not None and e.level > e.previous]
     assert not [e for e in ups if e.t_s < safe[0].t_s]
+
+
+def test_every_event_kind_is_its_class_name(virtual_session):
+    """A field may never shadow ``Event.kind`` (the store's events.kind column, the console, LSL markers)."""
+    s = virtual_session(minutes=9, seed=2)
+    assert {type(e).__name__ for e in s.events} >= {"SudsPrompted", "SudsRecorded", "PhaseChanged"}
+    assert all(e.kind == type(e).__name__ for e in s.events)
+    stored = {k for (k,) in s.query("SELECT DISTINCT kind FROM events")}
+    assert "SudsRecorded" in stored and not stored & {"entry", "during", "end", "anticipated"}

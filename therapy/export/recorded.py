@@ -136,21 +136,6 @@ def marker_text(t_s: float, kind: str, payload: dict) -> str:
     return text(kind, t_s, payload)
 
 
-def stored_event_type(kind: str, payload: dict) -> str:
-    """The event's class from the store's ``kind`` column. The SUDS events have a field named ``kind`` that hides
-    ``Event.kind``, so the store wrote their prompt kind (``entry``, ``end``...) there: recognised by their
-    fields instead."""
-    from therapy.events import SUDS_KINDS
-
-    if kind not in SUDS_KINDS:
-        return kind
-    if "value" in payload:
-        return "SudsRecorded"
-    if "question" in payload:
-        return "SudsPrompted"
-    return "SudsMissed"
-
-
 def load_session(store, session_id: str, *, allow_running: bool = False) -> SessionData:
     """Read one session (a unique id prefix is enough); :class:`TherapyError` for an unknown id, and
     :class:`SessionRunningError` for one still being recorded unless ``allow_running``."""
@@ -167,7 +152,7 @@ def load_session(store, session_id: str, *, allow_running: bool = False) -> Sess
         events = []
         for t, k, p in q("SELECT t_s, kind, payload_json FROM events WHERE session_id=? ORDER BY seq", (sid,)):
             payload = json.loads(p)
-            events.append((t, stored_event_type(k, payload), payload))
+            events.append((t, k, payload))
         hr = np.array([[np.nan if v is None else v for v in r] for r in
                        q("SELECT t_s, hr_bpm, arousal, rmssd_ms, quality, stale FROM hr_samples WHERE session_id=? "
                          "ORDER BY rowid", (sid,))], dtype=float).reshape(-1, 6)

@@ -240,9 +240,8 @@ def _num(value: float | None) -> float:
 
 
 def event_type(event: Event) -> str:
-    """The event's class name. (``Event.kind`` says the same, except on events that have a field named ``kind``
-    of their own, e.g. the SUDS events' prompt kind, which hides the property.)"""
-    return type(event).__name__
+    """The event's class name (``Event.kind``)."""
+    return event.kind
 
 
 def marker_json(event: Event) -> str:

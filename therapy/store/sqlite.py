@@ -237,7 +237,7 @@ def _typed_row(session_id: str, event: Event) -> tuple[str, tuple] | None:
         case SudsRecorded():
             return (
                 "INSERT INTO suds (session_id, t_s, value, level, phase, source, kind) VALUES (?,?,?,?,?,?,?)",
-                (session_id, event.t_s, event.value, event.level, event.phase, event.source, event.kind),
+                (session_id, event.t_s, event.value, event.level, event.phase, event.source, event.suds_kind),
             )
         case PhaseChanged():
             return (

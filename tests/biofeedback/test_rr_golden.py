@@ -93,6 +93,37 @@ def _streams(data_dir: Path) -> dict[str, tuple[list[tuple[float, bool]], set[in
     }
 
 
+def _mini_series() -> dict[str, tuple[list[tuple[float, bool]], set[int]]]:
+    """Short integer-valued series with one artefact near the start (thresholds still warming up), in the
+    middle, or at the very end (decided by ``flush`` with less look-ahead), and exact threshold-sized steps."""
+    rng = np.random.default_rng(31)
+    base = [float(v) for v in 800 + rng.integers(-6, 7, 24)]
+    out: dict[str, tuple[list[tuple[float, bool]], set[int]]] = {}
+    for pos in (1, 3, 8, 16, 22, 23):
+        for kind, make in {
+            "missed": lambda v, w: [(v + w, False)],
+            "extra": lambda v, w: [(0.3 * v, False), (0.7 * v, False)],
+            "extra_late": lambda v, w: [(0.9 * v, False), (60.0, False)],
+            "long": lambda v, w: [(1.5 * v, False)],
+            "short": lambda v, w: [(0.6 * v, False)],
+            "ectopic": lambda v, w: [(0.7 * v, False), (w + 0.3 * v, False)],
+            "implausible": lambda v, w: [(4000.0, False)],
+            "gap_jump": lambda v, w: [(v + 200.0, True)],
+        }.items():
+            values = [(v, False) for v in base[:pos]]
+            truth = set(range(len(values), len(values) + (2 if kind in ("extra", "extra_late", "ectopic") else 1)))
+            if kind == "gap_jump":
+                truth = set()
+            values += make(base[pos], base[pos + 1] if pos + 1 < len(base) else base[0])
+            values += [(v, False) for v in base[pos + 2:]]
+            out[f"{kind}@{pos}"] = (values, truth)
+    for step in (19.0, 20.0, 21.0, 159.0, 160.0, 161.0):  # around the floor (20 ms) and the cap (20 % of 800)
+        values = [(800.0, False)] * 20 + [(800.0 + step, False)] + [(800.0, False)] * 5
+        values += [(800.0 - step, False)] + [(800.0, False)] * 5
+        out[f"step{step:g}"] = (values, set())
+    return out
+
+
 def _run(values: list[tuple[float, bool]]):
     c = RRCleaner()
     beats = []
@@ -113,7 +144,9 @@ def _record(beats) -> list[list]:
 
 def test_long_streams_keep_normal_beats_find_artefacts_and_match_the_golden_record(data_dir):
     records = {}
-    for name, (values, truth) in _streams(data_dir).items():
+    streams = _streams(data_dir)
+    minis = _mini_series()
+    for name, (values, truth) in (streams | minis).items():
         c, beats, times = _run(values)
         # every input interval is decided once (a split missed beat yields several beats from one input)
         assert sorted({b.source_idx for b in beats} | {b.source_idx - 1 for b in beats if b.kind == "extra"}) == list(
@@ -128,8 +161,9 @@ def test_long_streams_keep_normal_beats_find_artefacts_and_match_the_golden_reco
         assert [b.gap_before for b in beats if b.kind == "normal" and values[b.source_idx][1]] == [
             True] * sum(1 for b in beats if b.kind == "normal" and values[b.source_idx][1])
         flagged = {b.source_idx for b in beats if b.artifact} | {b.source_idx - 1 for b in beats if b.kind == "extra"}
-        found = len(truth & flagged) / len(truth)
-        assert found >= 0.85, (name, found, sorted(truth - flagged))  # the benchmark judges accuracy; this, gross breaks
+        if name in streams:
+            found = len(truth & flagged) / len(truth)
+            assert found >= 0.85, (name, found, sorted(truth - flagged))  # the benchmark judges accuracy; this, gross breaks
         assert c.n_artifacts == len(flagged), name
         # corrections keep the time line: each corrected beat ends where its input interval ended
         for b in beats:

@@ -175,3 +175,40 @@ def test_clean_rr_arrays_and_its_config():
     assert r.artifact_idx.tolist() == [2] and "implausible" not in r.kinds
     strict = clean_rr([800.0, 810.0, 790.0], RRCleanerConfig(max_rr_ms=805.0))
     assert strict.artifact_idx.tolist() == [1] and strict.nn_ms.size == 2
+
+
+STEADY = [800.0, 806.0, 795.0, 802.0, 799.0, 804.0, 797.0, 801.0]
+
+
+def _beats(values, gaps=()):
+    c = RRCleaner()
+    beats = []
+    for i, v in enumerate(values):
+        beats += c.push(v, gap_before=i in gaps)
+    return c, beats + c.flush()
+
+
+def test_a_spurious_beat_just_after_a_normal_looking_fragment_merges_with_that_fragment():
+    # 760 looks normal, 60 is a fragment; 760 + 60 is nearer one interval than 60 + the next 800
+    c, beats = _beats(STEADY + [760.0, 60.0, 800.0, 803.0, 798.0])
+    extra = [b for b in beats if b.kind != "normal"]
+    assert [(b.kind, b.nn_ms, b.rr_ms, b.source_idx, b.gap_before) for b in extra] == [("extra", 820.0, 60.0, 9, False)]
+    assert extra[0].t_s == pytest.approx(sum(STEADY + [760.0, 60.0]) / 1000.0)
+    assert c.n_artifacts == 2 and [b.source_idx for b in beats] == [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12]
+    # after a gap the merged beat keeps the gap flag
+    c, beats = _beats(STEADY + [760.0, 60.0, 800.0, 803.0, 798.0], gaps={8})
+    assert [(b.kind, b.gap_before) for b in beats if b.source_idx == 9] == [("extra", True)]
+
+
+def test_a_spurious_beat_that_fits_better_with_the_next_interval_merges_with_it():
+    c, beats = _beats(STEADY + [800.0, 60.0, 740.0, 803.0, 798.0])
+    assert [(b.kind, b.nn_ms, b.source_idx) for b in beats if b.kind != "normal"] == [("extra", 800.0, 10)]
+    assert [b.nn_ms for b in beats if b.source_idx == 8] == [800.0]
+
+
+def test_a_dropped_value_is_logged(caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="biofeedback.rr"):
+        _beats(STEADY + [4321.0] + STEADY)
+    assert [r.getMessage() for r in caplog.records] == ["dropping implausible RR 4321.0 ms"]

@@ -235,7 +235,7 @@ def _start(args: argparse.Namespace, *, patient: str, sensor: str, command: str,
         patient=patient, protocol=args.protocol, sensor=sensor, minutes=args.minutes, speed=args.speed,
         faults=tuple(args.fault), display=display, eye_size=args.eye_size or (640, 720), fps=args.fps,
         data_dir=args.data_dir, simulated_patient=simulated_patient, simulated_therapist=simulated_therapist,
-        capture_frames=args.frames,
+        capture_frames=args.frames, lsl=args.lsl, station=args.station,
         signal_timeout_s=signal_timeout_s, command=command, seed=seed,
     )
     console = Console()
@@ -250,19 +250,11 @@ def _start(args: argparse.Namespace, *, patient: str, sensor: str, command: str,
         if not console.is_terminal:  # plain lines for logs; a terminal gets the live panel below
             live.subscribe(ProgressPrinter(tally, console).on_event, name="progress")
 
-    def research(live) -> None:  # session.xdf next to the record, and the LSL outlets unless --no-lsl
-        from therapy.sinks.attach import attach_research
-
-        research_sinks.update(attach_research(live, data_dir=runner.prepare().store.path.parent,
-                                              sensor=runner.sensor, lsl=args.lsl, station=args.station))
-
-    research_sinks: dict[str, object] = {}
-
     def clinician(live) -> None:  # --console: the clinician console shows this session
         if web is not None:
             web.attach(live, runner)
 
-    runner = SessionRunner(request, observers=[attach, research, clinician], ask_retry=default_ask_retry)
+    runner = SessionRunner(request, observers=[attach, clinician], ask_retry=default_ask_retry)
     prep = runner.prepare()  # user errors surface here, before the display or the sensor opens
     web = __import__("clinician_console.cli").cli.start_for_session(args)  # None without --console
     console.print(
@@ -284,8 +276,8 @@ def _start(args: argparse.Namespace, *, patient: str, sensor: str, command: str,
         if view_thread is not None:
             view_thread.join(2.0)
     _print_summary(console, tallies[0] if tallies else None, outcome)
-    if "xdf" in research_sinks:  # where the research copy went (LSL outlets close with the session)
-        console.print(f"XDF: {research_sinks['xdf'].path}", highlight=False, soft_wrap=True)
+    if outcome.xdf_path is not None:  # where the research copy went (LSL outlets close with the session)
+        console.print(f"XDF: {outcome.xdf_path}", highlight=False, soft_wrap=True)
     return outcome.exit_code
 
 

@@ -87,6 +87,9 @@ class SessionRequest:
     signal_timeout_s: float = 30.0  # session seconds to wait for a valid heart signal before the baseline
     command: str = "run"
     seed: int = 0  # the simulated patient's (the simulated strap takes its seed from ``sim:SEED``)
+    xdf: bool = True  # write DATA_DIR/sessions/<id>/session.xdf beside the record
+    lsl: bool = True  # publish the session's LSL outlets (ECG, RR, HR, exposure, markers)
+    station: str | None = None  # the station's name in LSL stream names and source ids (default: host name)
     metadata: tuple[tuple[str, object], ...] = ()
 
 
@@ -112,6 +115,7 @@ class SessionOutcome:
     lost_events: int
     max_lag_s: float
     render_error: str | None = None
+    xdf_path: Path | None = None
 
     @property
     def exit_code(self) -> int:
@@ -178,6 +182,7 @@ class SessionRunner:
         self._status: EndStatus | None = None
         self._error: BaseException | None = None
         self._request_capture: Callable[[Path], concurrent.futures.Future[Path]] | None = None
+        self._research: dict[str, object] = {}
 
     # -- 1. checks --------------------------------------------------------------------------------
 
@@ -473,6 +478,14 @@ class SessionRunner:
         live = LiveSession(identity, self._commands, self.scene)
         live.subscribe(self._writer, lossless=True, name="store")
         live.subscribe(_ResonanceSaver(prep.store.path.parent, req.patient), lossless=True, name="resonance")
+        if req.xdf or req.lsl:  # every session's research copy and streams, whoever started it
+            from therapy.sinks.attach import attach_research
+
+            try:
+                self._research = attach_research(live, data_dir=prep.store.path.parent, sensor=self.sensor,
+                                                 lsl=req.lsl, station=req.station, xdf=req.xdf)
+            except Exception:  # research outputs must never stop a patient's session
+                log.exception("the session's XDF file or LSL outlets could not be attached")
         for observer in self._observers:
             try:
                 observer(live)
@@ -510,6 +523,7 @@ class SessionRunner:
             lost_events=lost,
             max_lag_s=getattr(self.clock, "max_lag_s", 0.0),
             render_error=render_error,
+            xdf_path=getattr(self._research.get("xdf"), "path", None),
         )
 
 

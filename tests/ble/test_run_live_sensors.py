@@ -52,7 +52,7 @@ def run_live(tmp_path, sensor: str) -> tuple[EventLog, SessionRunner]:
         live.subscribe(on_event, lossless=True, name="stopper")
 
     runner = SessionRunner(
-        SessionRequest(patient="P01", protocol=short_protocol(), sensor=sensor, minutes=1.5, display="none",
+        SessionRequest(patient="P01", protocol=short_protocol(), sensor=sensor, minutes=1.5, display="none", xdf=False, lsl=False,
                        data_dir=tmp_path, signal_timeout_s=30.0),
         observers=[lambda live: live.subscribe(log, lossless=True, raw=True, name="log"), stop_in_exposure],
     )

@@ -73,7 +73,7 @@ def run_session(tmp_path, request_kw: dict, *, display_factory=None, observers=(
         live.subscribe(on_event, lossless=True, name="scenes")
 
     runner = SessionRunner(
-        SessionRequest(patient="P01", sensor="sim:2", minutes=8, data_dir=tmp_path, capture_frames=False,
+        SessionRequest(patient="P01", sensor="sim:2", minutes=8, data_dir=tmp_path, capture_frames=False, xdf=False, lsl=False,
                        simulated_patient=False, **request_kw),
         clock=PacedClock(20.0), display_factory=display_factory,
         observers=[lambda live: live.subscribe(log, lossless=True, name="log"), keep_scenes, *observers],

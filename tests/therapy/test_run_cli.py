@@ -121,7 +121,8 @@ def test_a_sensor_that_goes_silent_before_the_session_starts_is_a_user_error_thr
     with open_store(tmp_path) as store:
         store.add_patient("P01")
     runner = SessionRunner(
-        SessionRequest(patient="P01", sensor="sim", display="none", data_dir=tmp_path, signal_timeout_s=20.0),
+        SessionRequest(patient="P01", sensor="sim", display="none", data_dir=tmp_path, signal_timeout_s=20.0,
+                       xdf=False, lsl=False),
         clock=VirtualClock(1000.0),
         sensor_factory=lambda clock, scene: SimulatedSensor(clock, faults=[Fault("no_contact", 0.0, 1e6)]),
     )
@@ -176,7 +177,7 @@ def test_a_busy_cpu_never_changes_what_the_session_decides(tmp_path):
         store.add_patient("P01", birth_year=1990)
 
     def request(display: str) -> SessionRequest:
-        return SessionRequest(patient="P01", sensor="sim:0", minutes=11, display=display, eye_size=(640, 720),
+        return SessionRequest(patient="P01", sensor="sim:0", minutes=11, display=display, eye_size=(640, 720), lsl=False,
                               fps=10.0, data_dir=tmp_path, simulated_patient=True, simulated_therapist=True, seed=0,
                               capture_frames=False)
 

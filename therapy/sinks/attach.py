@@ -11,8 +11,8 @@ log = logging.getLogger(__name__)
 
 
 def attach_research(live, *, data_dir: Path, sensor: object = None, lsl: bool = True,
-                    station: str | None = None) -> dict[str, object]:
-    """Subscribe the XDF writer (always) and the LSL outlets (unless ``lsl`` is false) to ``live``.
+                    station: str | None = None, xdf: bool = True) -> dict[str, object]:
+    """Subscribe the XDF writer (unless ``xdf`` is false) and the LSL outlets (unless ``lsl`` is false) to ``live``.
 
     ``sensor`` tells the ECG rate ahead of the first chunk when it knows it, so recorders see the ECG outlet
     from the start. Returns the sinks that attached, by name (``xdf``, ``lsl``).
@@ -22,9 +22,9 @@ def attach_research(live, *, data_dir: Path, sensor: object = None, lsl: bool = 
     station = station or default_station()
     ecg_fs_hz = sensor_ecg_rate_hz(sensor) if sensor is not None else None
     out: dict[str, object] = {}
-    xdf = attach_xdf(live, data_dir, station=station, ecg_fs_hz=ecg_fs_hz)
-    if xdf is not None:
-        out["xdf"] = xdf
+    writer = attach_xdf(live, data_dir, station=station, ecg_fs_hz=ecg_fs_hz) if xdf else None
+    if writer is not None:
+        out["xdf"] = writer
     if lsl:
         from therapy.sinks.lsl_outlets import attach_lsl
 

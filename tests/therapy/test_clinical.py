@@ -340,3 +340,27 @@ def test_every_event_kind_is_its_class_name(virtual_session):
     assert all(e.kind == type(e).__name__ for e in s.events)
     stored = {k for (k,) in s.query("SELECT DISTINCT kind FROM events")}
     assert "SudsRecorded" in stored and not stored & {"entry", "during", "end", "anticipated"}
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_target_band_through_the_runtime_holds_arousal_in_band_within_its_rate_and_limits(virtual_session, seed):
+    """The whole loop: the runtime applies target_band's continuous level to the scene (level + intensity), the
+    simulated patient's heart answers what is shown, the controller keeps the 10-s arousal inside its band."""
+    spec = protocol(controller={"kind": "target_band", "band_low_z": 1.0, "band_high_z": 2.5,
+                                "max_levels_per_min": 1.0, "band_min_level": 0.0, "band_max_level": 8.0},
+                    exposure={"ramp_s": 0.0})
+    s = virtual_session(minutes=17, seed=seed, protocol=spec, simulated_therapist=False)
+    (start,) = [e.t_s for e in s.of(PhaseChanged) if e.phase is Phase.EXPOSURE]
+    end = [e.t_s for e in s.of(PhaseChanged) if e.phase is Phase.RECOVERY][0]
+    from therapy.events import ExposureSampled, HeartSampled
+
+    shown = [(e.t_s, e.level + e.intensity) for e in s.of(ExposureSampled) if start < e.t_s < end and not e.safe_place]
+    heart = [(e.t_s, e.arousal) for e in s.of(HeartSampled) if start + 120.0 <= e.t_s < end and e.arousal is not None]
+    means = [np.mean([z for t2, z in heart if t - 10.0 < t2 <= t]) for t, _ in heart]
+    in_band = np.mean([1.0 <= z <= 2.5 for z in means])
+    assert in_band >= 0.8, f"10-s arousal in band {in_band:.0%} of exposure after its first 2 minutes"
+    levels = np.array([lv for _, lv in shown])
+    assert levels.min() >= 0.0 and 1.0 <= levels.max() <= 8.0 + 1e-9  # it climbed, within the limits
+    rate = np.abs(np.diff(levels)) / np.diff([t for t, _ in shown])
+    assert rate.max() <= 1.0 / 60.0 + 1e-6  # never faster than 1 level per minute (no safety drop happened)
+    assert not [e for e in s.of(LevelChanged) if "at once" in e.reason]

@@ -254,7 +254,10 @@ def _start(args: argparse.Namespace, *, patient: str, sensor: str, command: str,
         if web is not None:
             web.attach(live, runner)
 
-    runner = SessionRunner(request, observers=[attach, clinician], ask_retry=default_ask_retry)
+    def status(line: str) -> None:  # before the session: the sensor's link state while waiting for a heartbeat
+        console.print(f"vrex: {line}", highlight=False, soft_wrap=True)
+
+    runner = SessionRunner(request, observers=[attach, clinician], ask_retry=default_ask_retry, on_status=status)
     prep = runner.prepare()  # user errors surface here, before the display or the sensor opens
     web = __import__("clinician_console.cli").cli.start_for_session(args)  # None without --console
     console.print(
@@ -450,4 +453,10 @@ def _sessions_show(args: argparse.Namespace) -> int:
         print(f"  {su['t_s']:8.1f} s  SUDS {su['value']} at level {su['level']} ({su['source']})")
     for al in d["alerts"]:
         print(f"  {al['t_s']:8.1f} s  ALERT {al.get('code')}: {al.get('message')}")
+    for v in d["levels_suds"]:
+        shown = {k: "-" if v[k] is None else v[k] for k in ("anticipated", "first", "peak", "end")}
+        print(f"  level {v['level']}: SUDS anticipated {shown['anticipated']}, first {shown['first']}, peak "
+              f"{shown['peak']}, end {shown['end']} ({v['ratings']} ratings over {v['duration_s']:.0f} s)")
+    for n in d["notes"]:
+        print(f"  {n['t_s']:8.1f} s  NOTE ({n['source']}): {n['text']}")
     return 0

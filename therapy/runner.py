@@ -146,7 +146,9 @@ class SessionRunner:
     :class:`~biofeedback.clock.VirtualClock`); ``sensor_factory(clock, scene)`` replaces the sensor the spec
     names; ``observers`` attach to the live session before its first event; ``ask_retry(message)`` is asked
     whether to keep waiting when no heart signal arrives (``None``: give up at once); ``display_factory()``
-    replaces the display ``request.display`` names (an OpenVR display on a stand-in runtime in tests).
+    replaces the display ``request.display`` names (an OpenVR display on a stand-in runtime in tests);
+    ``on_status(line)`` hears what the operator should see before the session starts (the sensor's link state
+    while waiting for its heart signal).
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class SessionRunner:
         ask_retry: Callable[[str], bool] | None = None,
         store: SessionStore | None = None,
         display_factory: Callable[[], object] | None = None,
+        on_status: Callable[[str], None] | None = None,
     ) -> None:
         self.request = request
         self._clock_override = clock
@@ -169,6 +172,7 @@ class SessionRunner:
         self._ask_retry = ask_retry
         self._store = store
         self._display_factory = display_factory
+        self._on_status = on_status
         self._prepared: _Prepared | None = None
         self.live: LiveSession | None = None
         self.runtime: SessionRuntime | None = None
@@ -431,9 +435,10 @@ class SessionRunner:
                     if state_name is not None:
                         self._last_link = record
                         last_link = f"{state_name}: {getattr(record, 'detail', '')}".rstrip(": ")
-                        log.info("heart sensor %s", last_link)
+                        self._tell(f"heart sensor {last_link}")
                     state = pipeline.state(clock.now())
                     if not state.stale and state.hr_bpm is not None and state.beats >= 3:
+                        self._tell(f"valid heart signal (HR {state.hr_bpm:.0f} bpm): the session starts")
                         return True
                 return False  # the stream ended
 
@@ -451,6 +456,14 @@ class SessionRunner:
                 if retry:
                     continue
             raise NoHeartSignalError(message + "; then run the session again (use --signal-timeout to wait longer)")
+
+    def _tell(self, line: str) -> None:
+        log.info("%s", line)
+        if self._on_status is not None:
+            try:
+                self._on_status(line)
+            except Exception:
+                log.exception("status callback failed")
 
     def _open_record(self, prep: _Prepared, without_physiology: bool) -> None:
         req = self.request

@@ -529,6 +529,8 @@ class SessionRuntime:
             return
         self._prompt = None
         self._publish(SudsMissed(now, p.level, p.kind))
+        if p.kind == "end":
+            self._finish_visit(now)
         if p.kind == "anticipated" and self._pending_up is not None:
             self._apply_pending_up(now, None)
 
@@ -546,6 +548,10 @@ class SessionRuntime:
             if self._visit is not None and self._pending_up is None:
                 self._visit.anticipated = value
             self._apply_pending_up(now, value)
+            return
+        if kind == "end" and self._visit is not None:  # how the last level felt at its end
+            self._visit.add(value)
+            self._finish_visit(now)
             return
         if self.phase is Phase.EXPOSURE and level == self.level:
             if self._visit is not None:
@@ -907,13 +913,15 @@ class SessionRuntime:
 
     def _start_recovery(self, now: float, reason: str) -> None:
         was_exposure = self.phase in (Phase.EXPOSURE, Phase.SAFE_PLACE)
-        self._finish_visit(now)
+        ask_end = was_exposure and self._exposure_started and self._protocol.suds.at_end
+        if not ask_end or self.phase is not Phase.EXPOSURE:
+            self._finish_visit(now)  # (the last level's visit closes with its end rating otherwise)
         self._pending_up = None
         if self._prompt is not None:
             self._miss_prompt(now)
         self._set_phase(Phase.RECOVERY, reason, now)
         self._switch_environment(self._safe_env.name, now)
-        if was_exposure and self._exposure_started and self._protocol.suds.at_end:
+        if ask_end:
             self._ask_suds(now, "end")
 
     def _set_phase(self, phase: Phase, reason: str, now: float) -> None:

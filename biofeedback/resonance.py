@@ -22,7 +22,6 @@ zero-phase filtering is allowed (it only looks at the past).
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass

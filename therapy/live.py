@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from biofeedback.records import SensorRecord
 from environments.scene_state import SceneState, SceneStateBox

@@ -19,7 +19,7 @@ from tests.conftest import require
 from therapy.export.recorded import load_session
 from therapy.store import open_store
 
-pyxdf = pytest.importorskip("pyxdf")
+import pyxdf  # a declared dependency: never skipped
 
 
 def export(session, folder, fmt, out, capsys=None) -> int:

@@ -46,7 +46,7 @@ def test_mne_lsl_streamlsl_connects_to_the_ecg_outlet():
             sink(RawRecord("s", i, now, EcgChunk(now, 130.0, ecg[i * 73:(i + 1) * 73])))
         deadline = time.monotonic() + 30  # guards a hang only
         while stream.n_new_samples < len(ecg) and time.monotonic() < deadline:
-            time.sleep(0.01)
+            time.sleep(0.01)  # polls mne-lsl (an independent reader), not the engine
         data, _ = stream.get_data(winsize=len(ecg) / 130.0)
         np.testing.assert_array_equal(data[0, -len(ecg):], ecg)
     finally:
@@ -83,7 +83,7 @@ def test_labrecorder_cli_records_every_vrex_outlet_into_an_xdf_pyxdf_loads(tmp_p
                     got = []
                 if got and len(got[0]["time_stamps"]) >= 10:
                     break
-            time.sleep(0.1)
+            time.sleep(0.1)  # polls LabRecorder (an independent recorder), not the engine
     finally:
         recorder.stop()
         sink.close()

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-pyxdf = pytest.importorskip("pyxdf")
+import pyxdf  # a declared dependency: never skipped
 
 from tests.research.conftest import MITBIH_ECG, STATION, run_virtual_session  # noqa: E402
 from therapy.commands import Stop  # noqa: E402

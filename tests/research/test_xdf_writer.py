@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-pyxdf = pytest.importorskip("pyxdf")
+import pyxdf  # a declared dependency: never skipped
 
 from therapy.sinks.streams import Channel, StreamSpec  # noqa: E402
 from therapy.sinks.xdf import XdfWriter, chunk, varlen  # noqa: E402

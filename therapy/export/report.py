@@ -253,7 +253,7 @@ def session_html(data: SessionData) -> str:
             ("Started (UTC)", data.started_utc), ("Ended (UTC)", data.ended_utc or "–"),
             ("Status", f"{data.status}: {data.end_reason}"), ("Length", f"{minutes:.1f} min"),
             ("Sensor", data.sensor)]
-    parts = [f"<h1>Exposure session report</h1>",
+    parts = ["<h1>Exposure session report</h1>",
              '<table class="meta">' + "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(str(v))}</td></tr>"
                                               for k, v in meta) + "</table>",
              f'<h2>Heart rate, exposure and SUDS</h2><img alt="heart rate, level and SUDS over the session" '

@@ -192,6 +192,8 @@ def test_a_spurious_beat_just_after_a_normal_looking_fragment_merges_with_that_f
     # 760 looks normal, 60 is a fragment; 760 + 60 is nearer one interval than 60 + the next 800
     c, beats = _beats(STEADY + [760.0, 60.0, 800.0, 803.0, 798.0])
     extra = [b for b in beats if b.kind != "normal"]
+    counted, _ = _beats([4000.0] + STEADY + [760.0, 60.0, 800.0, 803.0, 798.0])
+    assert counted.n_artifacts == 3  # counts add up over the series
     assert [(b.kind, b.nn_ms, b.rr_ms, b.source_idx, b.gap_before) for b in extra] == [("extra", 820.0, 60.0, 9, False)]
     assert extra[0].t_s == pytest.approx(sum(STEADY + [760.0, 60.0]) / 1000.0)
     assert c.n_artifacts == 2 and [b.source_idx for b in beats] == [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12]

@@ -38,7 +38,7 @@ GRAVEL = ENV_MATERIAL_BASE + 3  # the park path
 STATIC, FRONT_LEG, HIND_LEG, TAIL, HEAD, JAW = range(6)
 
 # The dog template at shoulder height 1, facing -Z, feet on y = 0 (pivots are used by the shader).
-NECK_Y, NECK_Z = 1.0, -0.52  # the head turns and dips about this point
+NECK_Y, NECK_Z = 0.86, -0.42  # the neck and head turn and dip about this point (the base of the neck)
 HIND_Z = 0.47  # hind feet: an excited dog rears up about them
 FRONT_Z = -0.45
 SHOULDER_Y = 0.82  # leg pivots
@@ -149,8 +149,8 @@ void env_vertex(inout vec3 p, inout vec3 n, vec4 anim, float travelled, float t)
         }}
         // Sniffing: nose down to the grass, bobbing; otherwise the head looks around slowly.
         float sniff = smoothstep(0.17, 0.25, act) * (1.0 - smoothstep(0.32, 0.45, act)) * (1.0 - gate);
-        float down = sniff * (0.8 + 0.1 * sin(t * 12.0 + seed)) - 0.25 * snap;
-        float look = (1.0 - sniff) * (0.35 * sin(t * 0.6 + seed) + 0.15 * sin(t * 1.7 + seed * 2.0)) * (1.0 - gate);
+        float down = sniff * (0.7 + 0.08 * sin(t * 12.0 + seed)) - 0.2 * snap;
+        float look = (1.0 - sniff) * (0.3 * sin(t * 0.6 + seed) + 0.1 * sin(t * 1.7 + seed * 2.0)) * (1.0 - gate);
         vec3 neck = vec3(0.0, {NECK_Y} * sh, {NECK_Z} * sh);
         p = dog_rot_y(dog_rot_x(p - neck, -down), look) + neck;
         n = dog_rot_y(dog_rot_x(n, -down), look);
@@ -210,6 +210,7 @@ BOARD_Y = 1.45
 COAT_CREAM = np.array([0.82, 0.7, 0.5])
 COAT_TAN = np.array([0.55, 0.33, 0.15])
 COAT_BLACK = np.array([0.06, 0.05, 0.045])
+SHIRTS = ((0.25, 0.4, 0.6), (0.6, 0.25, 0.2), (0.3, 0.5, 0.3))  # the owners' clothes
 
 
 # ----------------------------------------------------------------------------- the park
@@ -298,11 +299,11 @@ def _template(pointed_ears: bool) -> dict[str, tuple[np.ndarray, ...]]:
     add("sphere", (0, 0.79, 0.0), (0.42, 0.44, 0.95), tone=0.95)  # barrel
     add("sphere", (0, 0.8, 0.38), (0.42, 0.44, 0.46), tone=0.92)  # rump
     add("sphere", (0, 0.9, 0.05), (0.36, 0.3, 0.85), tone=0.45)  # saddle
-    # Neck and collar (the head parts move about the neck pivot).
-    seg((0, 0.86, -0.45), (0, 1.2, -0.72), 0.3, tone=1.0)
-    o, sc, q = _segments((0, 0.98, -0.53), (0, 1.03, -0.58), 0.33)
-    add("cylinder", o[0], sc[0], q[0], tone=-3, mat=0)
+    # Neck, collar and head move together about the base of the neck.
     head = dict(code=HEAD, pivot=(NECK_Y, NECK_Z))
+    seg((0, 0.86, -0.45), (0, 1.2, -0.72), 0.3, tone=1.0, **head)
+    o, sc, q = _segments((0, 0.98, -0.53), (0, 1.03, -0.58), 0.33)
+    add("cylinder", o[0], sc[0], q[0], tone=-3, mat=0, **head)
     add("sphere", (0, 1.3, -0.8), (0.36, 0.36, 0.42), tone=1.0, **head)  # skull
     seg((0, 1.26, -0.9), (0, 1.2, -1.2), 0.2, tone=0.8, **head)  # muzzle
     add("sphere", (0, 1.22, -1.2), (0.11, 0.09, 0.09), tone=-1, mat=GLOSSY, **head)  # nose
@@ -446,11 +447,9 @@ def _placement(d: Mapping[str, float]):
     The first (largest) dog is ahead on the path at ``distance_m`` (to its
     nearest part); the others spread out beside and behind it. Returns per dog
     (origin, yaw, shoulder, motion) and, per dog, where it is at t = 0 (the
-    default view frames the first one and those near it): its place, its
-    heading and whether it is near the first one.
+    default view frames them): its place and its heading.
     """
     count = int(round(min(max(d["count"], 1.0), 3.0)))
-    rng = np.random.default_rng(300 + count)
     dist = max(float(d["distance_m"]), 0.3)
     size = float(np.clip(d["dog_size_m"], 0.2, 0.9))
     act = float(np.clip(d["activity"], 0.0, 1.0))
@@ -493,8 +492,7 @@ def _placement(d: Mapping[str, float]):
         yaw_t0 = phase + np.where(direction < 0, math.pi, 0.0)
         yaw = np.zeros(count)
         motion = np.stack([radius, direction * speed / radius, phase, np.zeros(count)], 1)
-    near = np.linalg.norm(stops - stops[0], axis=1) < 1.2 + 2.0 * size
-    return np.stack([x, np.zeros(count), z], 1), yaw, sh, motion, stops, yaw_t0, near
+    return np.stack([x, np.zeros(count), z], 1), yaw, sh, motion, stops, yaw_t0
 
 
 def framing(points: np.ndarray, min_radius_m: float, eye_m: float = STANDING_EYE_M, margin: float = 1.3):
@@ -561,45 +559,49 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
     s.add("cube", [(BOARD_X - 0.7, 0.9, BOARD_Z), (BOARD_X + 0.7, 0.9, BOARD_Z)], (0.08, 1.8, 0.08), (0.35, 0.25, 0.16),
           pattern=WOOD)
     s.add("cube", (BOARD_X, BOARD_Y, BOARD_Z + 0.01), (1.3, 0.95, 0.05), (0.45, 0.32, 0.2), pattern=WOOD)
-    if d["picture"] >= 0.5:
+    origin, yaw_d, sh, motion, stops, yaw_t0 = _placement(d)
+    # The default view frames the photo or the dogs; between the two (a level change eased in) it turns smoothly.
+    dist = float(np.linalg.norm(stops[0] - np.array([0.0, STANDING_EYE_M, 0.0])))
+    # The other dogs join the framing gradually as the count dial grows (no jump when one appears).
+    boxes = _dog_box(stops, yaw_t0, sh).reshape(len(stops), -1, 3)
+    c0 = boxes[0].mean(axis=0)
+    weight = np.clip((float(d["count"]) - np.arange(len(stops)) - 0.5) * 2.0, 0.0, 1.0)
+    weight[0] = 1.0
+    pts = c0 + (boxes - c0) * weight[:, None, None]
+    dog_view = framing(pts.reshape(-1, 3), 0.35 + 0.06 * dist)
+    board_view = framing(np.array([[BOARD_X - 0.65, BOARD_Y - 0.5, BOARD_Z], [BOARD_X + 0.65, BOARD_Y + 0.5, BOARD_Z]]),
+                         0.6, margin=1.6)
+    photo = float(np.clip(d["picture"], 0.0, 1.0))
+    pitch, yaw, fovy = (a + (b - a) * photo for a, b in zip(dog_view, board_view))
+    if photo >= 0.5:
         s.add("cube", (BOARD_X, BOARD_Y, BOARD_Z + 0.04), (1.1, 0.78, 0.01), (0.62, 0.72, 0.5), pattern=POSTER)
         s.add("cube", (BOARD_X, BOARD_Y + 0.3, BOARD_Z + 0.045), (1.1, 0.18, 0.005), (0.62, 0.78, 0.92), pattern=POSTER)
-        sh = 0.38
-        add_dogs(s, np.zeros((1, 3)), 0.0, sh, np.zeros(4), _coat(d["coat"]), 0.0, 0.0, pointed_ears=False,
+        add_dogs(s, np.zeros((1, 3)), 0.0, 0.38, np.zeros(4), _coat(d["coat"]), 0.0, 0.0, pointed_ears=False,
                  mount=(math.pi / 2, np.array([BOARD_X + 0.04, BOARD_Y - 0.32, BOARD_Z + 0.06]), 0.12))
-        pitch, yaw, fovy = framing(np.array([[BOARD_X - 0.65, BOARD_Y - 0.5, BOARD_Z],
-                                             [BOARD_X + 0.65, BOARD_Y + 0.5, BOARD_Z]]), 0.6, margin=1.6)
-        focus = None
+        centre = (BOARD_X, 0.0, BOARD_Z)
     else:
         s.add("cube", (BOARD_X, BOARD_Y, BOARD_Z + 0.04), (1.0, 0.7, 0.01), (0.92, 0.9, 0.84), pattern=POSTER)
-        origin, yaw_d, sh, motion, stops, yaw_t0, near = _placement(d)
         count = len(origin)
         coats = np.stack([_coat(d["coat"]), _coat(0.15), _coat(0.75)])[:count]
-        pointed = sh >= 0.5
-        add_dogs(s, origin, yaw_d, sh, motion, coats, act, bark, pointed_ears=pointed)
+        add_dogs(s, origin, yaw_d, sh, motion, coats, act, bark, pointed_ears=sh >= 0.5)
         nearest = float(np.hypot(stops[0, 0], stops[0, 2]))
         if d["fence"] >= 0.25:
             _fence(s, -max(nearest - 1.0 - 0.5 * float(sh[0]), 0.5), float(d["fence"]))
         if d["leash"] >= 0.5:
-            # Each owner stands beside their dog, on the side away from the path's middle, lead to the collar.
+            # Each owner stands beside their dog on the side away from the patient, lead in hand to the collar.
             for i in range(count):
                 a = float(yaw_d[i])
                 fwd = np.array([-math.sin(a), 0.0, -math.cos(a)])
                 right = np.array([math.cos(a), 0.0, -math.sin(a)])
-                # Beside the dog on the side away from the patient, a little behind its head.
                 away = np.array([origin[i][0], 0.0, origin[i][2]])
                 away /= max(float(np.linalg.norm(away)), 1e-6)
                 side = 1.0 if float(right @ away) > 0 else -1.0
                 spot = origin[i] + right * side * (0.45 + 0.6 * sh[i]) + fwd * 0.1
-                hand = _person(s, float(spot[0]), float(spot[2]), a, [(0.25, 0.4, 0.6), (0.6, 0.25, 0.2), (0.3, 0.5, 0.3)][i])
+                hand = _person(s, float(spot[0]), float(spot[2]), a, SHIRTS[i])
                 collar = origin[i] + fwd * (0.55 * sh[i]) + np.array([0.0, 1.0 * sh[i], 0.0])
                 o, sc, q = _segments(hand, collar, 0.015)
                 s.add("cylinder", o, sc, (0.7, 0.1, 0.1), quat=q)
-        focus_pts = _dog_box(stops[near], yaw_t0[near], sh[near])
-        dist = float(np.linalg.norm(stops[0] - np.array([0.0, STANDING_EYE_M, 0.0])))
-        pitch, yaw, fovy = framing(focus_pts, 0.35 + 0.06 * dist)
-        focus = stops[0]
-    centre = (0.0, 0.0, -6.0) if focus is None else (float(focus[0]), 0.0, float(min(focus[2], -2.0)))
+        centre = (float(stops[0, 0]), 0.0, float(min(stops[0, 2], -2.0)))
     return s.build(LOOK, (0.0, 0.0, 0.0), gaze_pitch_rad=pitch, gaze_yaw_rad=yaw, view_fovy_deg=fovy, wind=0.25,
                    shadow_center=centre, shadow_radius_m=14.0)
 

@@ -92,15 +92,14 @@ class SoundEngine:
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
-        """Open the audio output (or the silent one) and start following the scene on a background thread."""
+        """Open the audio output (or the silent one) and start following the scene on a background thread.
+
+        Returns at once: the first soundscape is made on that thread and fades in.
+        """
         if self._thread is not None:
             return
         if isinstance(self._output_request, str):
             self.output = open_output(self._output_request)
-        try:
-            self.update()  # the first soundscape before the first block is asked for
-        except Exception:
-            log.exception("sound: the first update failed; the engine carries on")
         try:
             self.output.start(self.mixer.render)
         except Exception as exc:
@@ -130,8 +129,11 @@ class SoundEngine:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
+        # The first update runs here too: making its buffers takes a moment, and start() must not wait for it.
         period = 1.0 / self.rate_hz
-        while not self._stop.wait(period):
+        wait = 0.0
+        while not self._stop.wait(wait):
+            wait = period
             try:
                 self.update()
             except Exception:

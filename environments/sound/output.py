@@ -107,5 +107,6 @@ def open_output(kind: str = "auto", *, sample_rate: int = SAMPLE_RATE) -> AudioO
         why = f"no audio device ({type(exc).__name__}: {exc}); sound is off"
         if kind == "device":
             raise
-        log.info("sound: %s. On Linux, install libportaudio2 and check an output device exists.", why)
+        hint = " (on Linux: apt install libportaudio2)" if isinstance(exc, (OSError, ImportError)) else ""
+        log.info("sound: %s%s", why, hint)
         return NullOutput(why)

@@ -238,7 +238,7 @@ SOUNDSCAPES: dict[str, tuple[str, Callable[[_Dials], list[Layer]]]] = {
     "safe_place": ("safe", _safe_place),
 }
 PACER_KINDS = ("relaxation", "safe")
-PACER_GAIN_DB = -24.0
+PACER_GAIN_DB = -30.0  # soft: heard over the lake, never above it by much
 
 
 def soundscape_for(environment_name: str, dial_values: Mapping[str, float], level: int, *,

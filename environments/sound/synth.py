@@ -293,7 +293,7 @@ def dogs(spec: SoundSpec, rng: np.random.Generator, n: int) -> np.ndarray:
     ph = (t * cycles * SAMPLE_RATE / n) % 1.0
     breath = np.where(ph < 0.45, np.sin(np.pi * ph / 0.45), 0.7 * np.sin(np.pi * np.clip((ph - 0.5) / 0.45, 0, 1)))
     pant = shaped_noise(rng, n, lambda f: band(1400, 0.7)(f) + 0.5 * band(3200, 0.4)(f), shared=0.7)
-    out += (0.25 + 0.35 * act) * pant * (np.maximum(breath, 0) ** 2)[:, None]
+    out += (0.1 + 0.2 * act) * pant * (np.maximum(breath, 0) ** 2)[:, None]
     for start in _poisson_times(rng, n, 0.05 + 0.55 * act ** 1.5):
         pan = float(rng.uniform(-0.6, 0.6))
         at = int(start)
@@ -306,19 +306,23 @@ def dogs(spec: SoundSpec, rng: np.random.Generator, n: int) -> np.ndarray:
 
 def rustle(spec: SoundSpec, rng: np.random.Generator, n: int) -> np.ndarray:
     """Spider on a dry floor: runs of tiny scratchy leg taps (1-3 ms high-passed noise clicks at 10-20 per
-    second), more and longer runs with ``activity``; a faint dry scrape under them."""
+    second) over a faint dry scrape while it moves, more and longer runs with ``activity``; still between runs."""
     act = spec.param("activity", 0.5)
-    out = 0.04 * shaped_noise(rng, n, band(5000, 0.7), shared=0.3)
+    moving = np.full(n, 0.05)
+    taps = np.zeros((n, 2))
     for start in _poisson_times(rng, n, 0.3 + 2.5 * act):
         run = int(rng.uniform(0.2, 0.4 + 1.2 * act) * SAMPLE_RATE)
+        idx = (int(start) + np.arange(run)) % n
+        moving[idx] += _window(run)
         step = SAMPLE_RATE / rng.uniform(10, 20)
         pan = float(rng.uniform(-0.9, 0.9))
         for k in range(int(run / step)):
             m = int(rng.uniform(0.001, 0.003) * SAMPLE_RATE)
             click = rng.standard_normal(m) * np.exp(-np.arange(m) / (m / 3))
             click = np.diff(click, prepend=0.0)  # high-pass: a dry tick
-            add_event(out, rng.uniform(0.05, 0.15) * click, int(start + k * step + rng.uniform(0, step / 3)), pan)
-    return out
+            add_event(taps, rng.uniform(0.05, 0.15) * click, int(start + k * step + rng.uniform(0, step / 3)), pan)
+    scrape = shaped_noise(rng, n, band(4500, 0.6), shared=0.3) * np.minimum(moving, 1.0)[:, None]
+    return taps + 0.012 * scrape
 
 
 def room(spec: SoundSpec, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -436,7 +440,7 @@ def _seed(spec: SoundSpec) -> int:
     return zlib.crc32(repr((spec.kind, spec.params, spec.seconds, spec.seed)).encode())
 
 
-@functools.lru_cache(maxsize=24)
+@functools.lru_cache(maxsize=16)  # about 2 MB per 6-s buffer
 def synthesize(spec: SoundSpec) -> np.ndarray:
     """The looping buffer for ``spec``: float32, shape (frames, 2), RMS :data:`REF_RMS` (peaks <= :data:`MAX_PEAK`);
     the same spec gives the same samples.

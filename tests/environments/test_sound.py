@@ -43,6 +43,16 @@ def envelope(x: np.ndarray, win_s: float = 0.05) -> np.ndarray:
     return np.sqrt(np.mean(np.asarray(x[: m * w], dtype=np.float64).reshape(m, -1) ** 2, axis=1))
 
 
+def wait_until(cond, timeout_s: float = 10.0) -> bool:
+    """Poll ``cond`` until true or the deadline (the engine runs on its own thread)."""
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(0.02)
+    return True
+
+
 def layer(layers: list[Layer], name: str) -> Layer:
     (found,) = [x for x in layers if x.name == name]
     return found
@@ -301,7 +311,7 @@ def test_engine_runs_without_an_audio_device() -> None:
     eng.start()  # no PortAudio / no device here (or a real one): never raises
     try:
         assert eng.running
-        assert eng.target_gains()["wind"] > 0
+        assert wait_until(lambda: eng.target_gains().get("wind", 0.0) > 0)
     finally:
         eng.stop()
         eng.stop()  # twice is fine
@@ -356,6 +366,7 @@ def test_the_device_callback_plays_the_mix_and_never_raises() -> None:
     try:
         (stream,) = streams
         assert stream.started and stream.kw["samplerate"] == SR and stream.kw["channels"] == 2
+        assert wait_until(lambda: bool(eng.layers))
         block = np.zeros((4096, 2), np.float32)
         for _ in range(20):  # past the fade-in
             stream.kw["callback"](block, 4096, None, None)
@@ -372,6 +383,52 @@ def test_the_device_callback_plays_the_mix_and_never_raises() -> None:
     block = np.ones((256, 2), np.float32)
     streams[-1].kw["callback"](block, 256, None, None)  # logged once, silence, no raise
     assert not block.any()
+
+
+_REAL_PORTAUDIO = r"""
+import json, sys, time
+import numpy as np
+from environments.scene_state import SceneState, SceneStateBox
+from environments.sound import SoundEngine
+box = SceneStateBox(SceneState("heights", 12))
+eng = SoundEngine(box)
+seen = {"blocks": 0, "loudest": 0.0}
+render = eng.mixer.render
+def spy(n):  # ALSA's null device takes blocks as fast as they come: keep counts, not blocks
+    out = render(n)
+    seen["blocks"] += 1
+    seen["loudest"] = max(seen["loudest"], float(np.sqrt(np.mean(out.astype(np.float64) ** 2))))
+    return out
+eng.mixer.render = spy
+eng.start()
+deadline = time.monotonic() + 10
+while seen["loudest"] < 1e-3 and time.monotonic() < deadline:
+    time.sleep(0.05)
+eng.stop()
+print(json.dumps({"active": eng.output.active, "what": eng.output.description, **seen}))
+"""
+
+
+def test_a_real_portaudio_stream_plays_the_mix(tmp_path) -> None:
+    """PortAudio itself (where libportaudio2 is installed) on ALSA's null device: the stream pulls the mix."""
+    import json
+    import os
+    import subprocess
+
+    try:
+        import sounddevice  # noqa: F401
+    except OSError:
+        pytest.skip("no PortAudio library on this machine (apt install libportaudio2)")
+    conf = tmp_path / "asound.conf"
+    conf.write_text("pcm.!default { type null }\nctl.!default { type hw card 0 }\n")
+    env = {**os.environ, "ALSA_CONFIG_PATH": str(conf)}
+    done = subprocess.run([sys.executable, "-c", _REAL_PORTAUDIO], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    if not got["active"]:
+        pytest.skip(f"PortAudio found no ALSA output here: {got['what']}")
+    assert got["blocks"] > 0 and got["loudest"] > 1e-3, got
 
 
 def test_a_scene_change_reaches_the_target_gains() -> None:
@@ -415,12 +472,10 @@ def test_the_engine_thread_follows_the_scene_on_its_own() -> None:
     eng = engine_mod.SoundEngine(box, output="none", rate_hz=20.0)
     eng.start()
     try:
+        assert wait_until(lambda: "wind" in eng.target_gains())
         start = eng.target_gains()["wind"]
         box.put(SceneState("heights", 12))
-        deadline = time.monotonic() + 10.0
-        while eng.target_gains().get("wind", 0.0) <= start and time.monotonic() < deadline:
-            threading.Event().wait(0.02)
-        assert eng.target_gains()["wind"] > start
+        assert wait_until(lambda: eng.target_gains().get("wind", 0.0) > start)
     finally:
         eng.stop()
 

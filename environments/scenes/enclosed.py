@@ -260,7 +260,7 @@ def _digit_segments(cx: float, cy: float, z: float, h: float) -> tuple[np.ndarra
 
 def _indicator(s: InstanceSet, y: float, z: float, h: float, moving: float, stalled: float) -> None:
     """The floor indicator above the doors: two seven-segment digits and an up arrow, on a black panel."""
-    dh = min(0.11, h * 0.75)
+    dh = min(0.15, h * 0.75)
     s.add("cube", (0, y, z + 0.005), (dh * 2.6, dh * 1.3, 0.01), (0.02, 0.02, 0.02))
     floors_per_s = SPEED_MPS * moving * (1.0 - stalled) / FLOOR_M
     first = (7.0 if moving > 0.0 or stalled > 0.0 else 0.0) + (0.5 if stalled >= 0.5 else 0.0)
@@ -387,7 +387,7 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
     slide = door * dw / 2
     door_rgb = (0.5, 0.52, 0.55)
     pz = dz - WALL_M / 2 - 0.03
-    win_w, win_y0, win_y1 = 0.08, min(1.0, dh - 0.5), min(1.8, dh - 0.15)
+    win_w, win_y0, win_y1 = 0.1, min(1.0, dh - 0.5), min(1.8, dh - 0.15)
     for side in (-1.0, 1.0):
         cx = side * (dw / 4 + slide)
         pw = dw / 2

@@ -12,8 +12,27 @@
 from environments.sound.engine import SoundEngine
 from environments.sound.mixer import Mixer, render_offline
 from environments.sound.output import NullOutput, open_output
-from environments.sound.soundscape import Layer, db_to_gain, mapped_environments, soundscape_for, volume_to_gain
+from environments.sound.soundscape import (
+           Layer,
+           db_to_gain,
+           mapped_environments,
+           soundscape_for,
+           volume_to_gain,
+)
 from environments.sound.synth import SAMPLE_RATE, SoundSpec, synthesize
 
-__all__ = ["Layer", "Mixer", "NullOutput", "SAMPLE_RATE", "SoundEngine", "SoundSpec", "db_to_gain",
-           "mapped_environments", "open_output", "render_offline", "soundscape_for", "synthesize", "volume_to_gain"]
+__all__ = [
+           "SAMPLE_RATE",
+           "Layer",
+           "Mixer",
+           "NullOutput",
+           "SoundEngine",
+           "SoundSpec",
+           "db_to_gain",
+           "mapped_environments",
+           "open_output",
+           "render_offline",
+           "soundscape_for",
+           "synthesize",
+           "volume_to_gain",
+]

@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from environments.errors import RenderError
 from environments.scene_state import SceneState, SceneStateBox
 from environments.sound.mixer import DEFAULT_RAMP_S, Mixer
 from environments.sound.output import AudioOutput, NullOutput, open_output
@@ -45,6 +46,17 @@ from environments.sound.soundscape import Layer, soundscape_for, volume_to_gain
 log = logging.getLogger(__name__)
 
 MIN_RAMP_S = 0.3
+
+
+def _check_volume(what: str, volume: float) -> float:
+    """A volume as a float in 0..1, or a ValueError that says what was wrong."""
+    try:
+        v = float(volume)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} = {volume!r}: use a number in 0..1 (1 = full, 0.5 = -20 dB, 0 = silent)") from None
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise ValueError(f"{what} = {volume!r} is out of range: use 0..1 (1 = full, 0.5 = -20 dB, 0 = silent)")
+    return v
 
 
 class SoundEngine:
@@ -65,10 +77,11 @@ class SoundEngine:
         self.output: AudioOutput = output if not isinstance(output, str) else NullOutput("not started")
         self._clock = clock
         self._lock = threading.Lock()
-        self._master = float(master_volume)
-        self._env_volume: dict[str, float] = dict(environment_volume or {})
+        self._master = _check_volume("master_volume", master_volume)
+        self._env_volume = {k: _check_volume(f"volume of {k!r}", v) for k, v in (environment_volume or {}).items()}
         self._volume_seq = 0
         self._applied: tuple[object, int] | None = None  # (state, volume_seq) last handed to the mixer
+        self._resolved: tuple[SceneState, str, int, dict[str, float]] | None = None
         self._breath_seen: tuple[float, float] | None = None  # (phase, clock) of the last new phase
         self._breath_rate_hz: float | None = None
         self._thread: threading.Thread | None = None
@@ -80,14 +93,16 @@ class SoundEngine:
     # ------------------------------------------------------------------ volume (any thread)
     def set_master_volume(self, volume: float) -> None:
         """Master volume 0..1 (1 = 0 dB, 0.5 = -20 dB, 0 = silent); ramped in at the next update."""
+        volume = _check_volume("master_volume", volume)
         with self._lock:
-            self._master = float(volume)
+            self._master = volume
             self._volume_seq += 1
 
     def set_environment_volume(self, environment: str, volume: float) -> None:
         """One environment's volume 0..1, on top of the master volume."""
+        volume = _check_volume(f"volume of {environment!r}", volume)
         with self._lock:
-            self._env_volume[environment] = float(volume)
+            self._env_volume[environment] = volume
             self._volume_seq += 1
 
     # ------------------------------------------------------------------ life cycle
@@ -147,7 +162,9 @@ class SoundEngine:
         state = self.scene.get()
         with self._lock:
             vseq, master, env_volume = self._volume_seq, self._master, dict(self._env_volume)
-        env, level, values = self._resolve(state)
+        if self._resolved is None or self._resolved[0] is not state:  # once per state, not per poll
+            self._resolved = (state, *self._resolve(state))
+        _, env, level, values = self._resolved
         self._follow_breath(state, values.get("breaths_per_min"))
         if self._applied is not None and self._applied[0] is state and self._applied[1] == vseq:
             return
@@ -172,7 +189,7 @@ class SoundEngine:
         env, level = state.environment, int(state.level)
         try:
             kind = registry.get(env).kind
-        except Exception:
+        except RenderError:
             kind = ""
         if state.safe_place:
             if kind == "phobia":
@@ -181,7 +198,7 @@ class SoundEngine:
         try:
             values = registry.dial_values(env, level, 0.0 if state.safe_place else state.intensity,
                                           () if state.safe_place else state.dials)
-        except Exception:  # not installed (yet): the state's own overrides are all there is
+        except RenderError:  # not installed (yet): the state's own overrides are all there is
             values = {k: float(v) for k, v in state.dials}
         return env, level, values
 

@@ -38,7 +38,7 @@ LIMIT_KNEE = 0.5  # the soft limiter is exactly linear below this amplitude
 class _Voice:
     """One playing layer: a looping buffer (or the pacer), its read position and its ramping gain."""
 
-    __slots__ = ("name", "spec", "buf", "pos", "gain", "target", "step")
+    __slots__ = ("buf", "gain", "name", "pos", "spec", "step", "target")
 
     def __init__(self, name: str, spec: SoundSpec, buf: np.ndarray | None) -> None:
         self.name, self.spec, self.buf = name, spec, buf

@@ -103,9 +103,11 @@ class _Dials:
 def _registered(name: str):
     """The installed environment called ``name``, or None (not installed yet, or unknown)."""
     from environments import registry  # late: the registry scans the scene modules
+    from environments.errors import RenderError
+
     try:
         return registry.get(name)
-    except Exception:
+    except RenderError:
         return None
 
 
@@ -269,5 +271,13 @@ def mapped_environments() -> tuple[str, ...]:
     return tuple(SOUNDSCAPES)
 
 
-__all__ = ["DEFAULT_SECONDS", "Layer", "PACER", "SOUNDSCAPES", "db_to_gain", "mapped_environments",
-           "soundscape_for", "volume_to_gain"]
+__all__ = [
+    "DEFAULT_SECONDS",
+    "PACER",
+    "SOUNDSCAPES",
+    "Layer",
+    "db_to_gain",
+    "mapped_environments",
+    "soundscape_for",
+    "volume_to_gain",
+]

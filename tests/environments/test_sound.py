@@ -23,7 +23,15 @@ from environments.sound.soundscape import (
     soundscape_for,
     volume_to_gain,
 )
-from environments.sound.synth import GENERATORS, MAX_PEAK, REF_RMS, SAMPLE_RATE, SoundSpec, breath_curve, synthesize
+from environments.sound.synth import (
+    GENERATORS,
+    MAX_PEAK,
+    REF_RMS,
+    SAMPLE_RATE,
+    SoundSpec,
+    breath_curve,
+    synthesize,
+)
 
 SR = SAMPLE_RATE
 
@@ -335,7 +343,7 @@ def test_no_portaudio_and_no_device_both_give_the_silent_output(monkeypatch, cap
     out.stop()
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # the import itself fails
     assert isinstance(output_mod.open_output(), output_mod.NullOutput)
-    with pytest.raises(Exception):
+    with pytest.raises(ImportError):
         output_mod.open_output("device")  # asked for a device explicitly: the error is the caller's
     assert isinstance(output_mod.open_output("none"), output_mod.NullOutput)
 
@@ -498,3 +506,21 @@ def test_engine_arguments_are_checked() -> None:
         engine_mod.SoundEngine(box, ramp_s=0.1)
     with pytest.raises(ValueError, match="rate_hz"):
         engine_mod.SoundEngine(box, rate_hz=500.0)
+    with pytest.raises(ValueError, match="master_volume = 1.5 is out of range"):
+        engine_mod.SoundEngine(box, master_volume=1.5)
+    eng = engine_mod.SoundEngine(box, output="none")
+    with pytest.raises(ValueError, match="volume of 'heights' = nan"):
+        eng.set_environment_volume("heights", float("nan"))
+    with pytest.raises(ValueError, match="use a number"):
+        eng.set_master_volume("loud")
+
+
+def test_the_engine_resolves_each_scene_state_once(caplog) -> None:
+    """Polling the same state does not recompute it (nor repeat the registry's warning about an unknown dial)."""
+    box = SceneStateBox(SceneState("heights", 4, dials=(("no_such_dial", 1.0),)))
+    eng = engine_mod.SoundEngine(box, output="none")
+    with caplog.at_level("WARNING", logger="environments.registry"):
+        for _ in range(10):
+            eng.update()
+    assert caplog.text.count("no_such_dial") == 1
+    assert eng.target_gains()["wind"] > 0

@@ -524,3 +524,15 @@ def test_the_engine_resolves_each_scene_state_once(caplog) -> None:
             eng.update()
     assert caplog.text.count("no_such_dial") == 1
     assert eng.target_gains()["wind"] > 0
+
+
+def test_only_the_output_module_imports_sounddevice() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"^\s*(?:import|from)\s+sounddevice\b", re.MULTILINE)
+    product = ("biofeedback", "environments", "protocols", "therapy", "clinician_console", "bench")
+    files = [root / "main.py", *(f for top in product for f in (root / top).rglob("*.py"))]
+    strays = [str(p.relative_to(root)) for p in files if p.exists() and pattern.search(p.read_text("utf-8"))]
+    assert strays == ["environments/sound/output.py"]

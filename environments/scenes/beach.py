@@ -214,14 +214,18 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
     warm = 0.5 * low + 0.5 * calm
     sun = np.array([1.2, 0.82 - 0.2 * low, 0.55 - 0.25 * low]) * (0.75 + 0.35 * calm)
     sun = sun * np.array([1.0 + 0.12 * calm, 1.0, 1.0 - 0.35 * calm])
+    fog = np.array([0.8 + 0.08 * calm, 0.68, 0.66 - 0.12 * calm])
+    haze = 0.55 * (1.0 - calm)  # a hazy sky is nearer the fog's colour; clear air shows the sky's own colours
+    zenith = np.array([0.2 + 0.12 * warm, 0.22 + 0.02 * calm, 0.5 - 0.15 * low])
+    horizon = np.array([0.95 + 0.1 * calm, 0.62 + 0.1 * (1 - low) - 0.05 * calm, 0.45 - 0.15 * warm])
     look = SceneLook(
         sun_dir=(0.0, math.sin(elev), -math.cos(elev)),
         sun_rgb=tuple(float(c) for c in sun),
-        sky_zenith_rgb=(0.2 + 0.12 * warm, 0.25 + 0.02 * calm, 0.55 - 0.15 * low),
-        sky_horizon_rgb=(0.95 + 0.1 * calm, 0.62 + 0.1 * (1 - low) - 0.05 * calm, 0.45 - 0.15 * warm),
+        sky_zenith_rgb=tuple(float(c) for c in zenith + (fog - zenith) * haze),
+        sky_horizon_rgb=tuple(float(c) for c in horizon + (fog - horizon) * haze * 0.5),
         ground_ambient_rgb=(0.33 + 0.06 * calm, 0.27 + 0.02 * calm, 0.24 - 0.04 * calm),
-        fog_rgb=(0.78 + 0.1 * calm, 0.68, 0.66 - 0.12 * calm),
-        fog_density=0.012 * (1.0 - calm) ** 1.5 + 0.001,
+        fog_rgb=tuple(float(c) for c in fog),
+        fog_density=0.03 * (1.0 - calm) ** 1.5 + 0.001,
     )
     return s.build(look, (0.0, 0.0, 0.0), gaze_pitch_rad=-0.1, view_fovy_deg=VIEW_FOVY_DEG, wind=breeze,
                    shadow_center=(0.0, 0.0, -4.0), shadow_radius_m=16.0)

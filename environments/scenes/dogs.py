@@ -57,7 +57,7 @@ DIALS = (
          fear_rises_with_value=False),
     Dial("fence", "", 0.0, 1.0, 0.0, True, "between you and the dogs: 1 a tall metal railing, 0.5 a low "
          "picket fence, 0 nothing", fear_rises_with_value=False),
-    Dial("count", "", 1.0, 3.0, 1.0, True, "how many dogs"),
+    Dial("count", "", 1.0, 3.0, 1.0, True, "how many dogs (the nearest is the largest; others trot around it)"),
     Dial("approach", "", 0.0, 1.0, 0.0, True, "0 the dogs stay where they are, 1 they run towards you in bursts "
          "and back (off the lead only)"),
     Dial("picture", "", 0.0, 1.0, 0.0, True, "1 shows only a photo of a dog on the notice board beside the path",

@@ -194,7 +194,7 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
     if calm > 0.05:
         shafts = np.array([[-1.5, 4.0, -9.0], [1.8, 4.0, -7.5], [0.2, 4.0, -11.0]])
         s.add("cube", shafts, (0.9, 9.0, 0.9), (1.0, 0.9, 0.6), quat=SHAFT_TILT,
-              emissive=0.6, alpha=0.05 + 0.12 * calm)
+              emissive=0.5, alpha=0.03 + 0.08 * calm)
     sun = np.array([0.95, 0.93, 0.9]) * (1.0 - 0.25 * mist) * np.array([1.0 + 0.25 * calm, 1.0 + 0.05 * calm,
                                                                          1.0 - 0.3 * calm])
     look = SceneLook(

@@ -90,6 +90,7 @@ class SessionRequest:
     xdf: bool = True  # write DATA_DIR/sessions/<id>/session.xdf beside the record
     lsl: bool = True  # publish the session's LSL outlets (ECG, RR, HR, exposure, markers)
     station: str | None = None  # the station's name in LSL stream names and source ids (default: host name)
+    sound: bool = True  # the environments' soundscapes while a display shows them (silent without an audio device)
     metadata: tuple[tuple[str, object], ...] = ()
 
 
@@ -318,6 +319,16 @@ class SessionRunner:
         supervisor.start()
         threading.Thread(target=self._pace_rendering, args=(loop,), name="vrex-render-pacing", daemon=True).start()
         render_error: str | None = None
+        sound = None
+        if self.request.sound:
+            try:
+                from environments.sound import SoundEngine
+
+                sound = SoundEngine(self.scene)
+                sound.start()  # its own thread; a silent no-op where there is no audio device
+            except Exception:  # sound is presence, never a reason to stop a session
+                log.exception("the sound engine could not start; the session goes on without sound")
+                sound = None
         try:
             loop.run(stop_render)
         except Exception as exc:  # rendering died: the session must still end cleanly, recorded as failed
@@ -325,6 +336,8 @@ class SessionRunner:
             render_error = f"rendering failed: {exc}"
             commands.put(cmd.Abort(source="renderer", reason=render_error))
         finally:
+            if sound is not None:
+                sound.stop()
             if not self.done.wait(30.0):
                 log.error("the session thread did not finish within 30 s of the render loop stopping")
             for s, handler in previous.items():

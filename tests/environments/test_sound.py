@@ -10,6 +10,8 @@ import types
 import numpy as np
 import pytest
 
+from tests.conftest import require
+
 from environments import registry
 from environments.scene_state import SceneState, SceneStateBox
 from environments.sound import engine as engine_mod
@@ -426,7 +428,7 @@ def test_a_real_portaudio_stream_plays_the_mix(tmp_path) -> None:
     try:
         import sounddevice  # noqa: F401
     except OSError:
-        pytest.skip("no PortAudio library on this machine (apt install libportaudio2)")
+        require(False, "no PortAudio library on this machine (apt-get install libportaudio2; ./dev test does)")
     conf = tmp_path / "asound.conf"
     conf.write_text("pcm.!default { type null }\nctl.!default { type hw card 0 }\n")
     env = {**os.environ, "ALSA_CONFIG_PATH": str(conf)}
@@ -434,8 +436,7 @@ def test_a_real_portaudio_stream_plays_the_mix(tmp_path) -> None:
                           timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert done.returncode == 0, done.stderr[-2000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
-    if not got["active"]:
-        pytest.skip(f"PortAudio found no ALSA output here: {got['what']}")
+    require(got["active"], f"PortAudio found no ALSA output here: {got['what']}")
     assert got["blocks"] > 0 and got["loudest"] > 1e-3, got
 
 

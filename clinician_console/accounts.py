@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS audit (
     event_kind TEXT,
     event_t_s REAL,
     event_json TEXT,
-    latency_ms REAL
+    latency_ms REAL,
+    tag TEXT
 );
 CREATE TABLE IF NOT EXISTS notes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -78,6 +79,7 @@ CREATE TABLE IF NOT EXISTS notes (
 );
 CREATE INDEX IF NOT EXISTS notes_by_session ON notes(session_id, id);
 CREATE INDEX IF NOT EXISTS audit_by_session ON audit(session_id, id);
+CREATE INDEX IF NOT EXISTS audit_by_tag ON audit(tag);
 """
 
 
@@ -175,6 +177,9 @@ class Accounts:
         self.path = data_dir / DB_NAME
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit survives the program crashing (not a power cut) and costs no fsync, so
+        # writing an audit row never delays the next command
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._lock = threading.Lock()
         with self._lock:
             self._conn.executescript(SCHEMA)
@@ -183,6 +188,7 @@ class Accounts:
         self._logins: dict[str, Login] = {}
         self._effects = threading.Condition()
         self._linked: set[int] = set()
+        self._early: dict[str, tuple] = {}  # effects that arrived before their audit row
 
     def close(self) -> None:
         with self._lock:
@@ -327,22 +333,34 @@ class Accounts:
     # -- audit ----------------------------------------------------------------------------------
 
     def audit(self, user: User, action: str, params: dict[str, object], *, session_id: str | None,
-              command: str | None, outcome: str) -> int:
-        """One control action (sent or refused); returns its id, which the command's ``source`` carries."""
+              command: str | None, outcome: str, tag: str | None = None) -> int:
+        """One control action (sent or refused); returns its id. ``tag`` is the marker the command's ``source``
+        carries; an effect that arrived before this row (the command is sent first) is linked at once."""
         with self._lock:
             cur = self._conn.execute(
-                "INSERT INTO audit (t_utc, username, role, action, params_json, session_id, command, outcome) "
-                "VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO audit (t_utc, username, role, action, params_json, session_id, command, outcome, tag) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
                 (_utc_now(), user.username, user.role, action, json.dumps(params, default=str), session_id, command,
-                 outcome))
-            return int(cur.lastrowid)
+                 outcome, tag))
+            audit_id = int(cur.lastrowid)
+            early = self._early.pop(tag, None) if tag else None
+        if early is not None:
+            self._link(audit_id, *early)
+        return audit_id
 
-    def audit_command(self, audit_id: int, command: str) -> None:
-        self._q("UPDATE audit SET command=? WHERE id=?", (command, audit_id))
-
-    def audit_effect(self, audit_id: int, event_kind: str, event_t_s: float, event: dict[str, object],
+    def audit_effect(self, tag: str, event_kind: str, event_t_s: float, event: dict[str, object],
                      latency_ms: float | None) -> None:
-        """Link an audit row to the session event its command caused."""
+        """Link the audit row carrying ``tag`` to the session event its command caused (kept until the row
+        exists, when the event was faster than the row)."""
+        with self._lock:
+            row = self._conn.execute("SELECT id FROM audit WHERE tag=?", (tag,)).fetchone()
+            if row is None:
+                self._early[tag] = (event_kind, event_t_s, event, latency_ms)
+                return
+        self._link(int(row[0]), event_kind, event_t_s, event, latency_ms)
+
+    def _link(self, audit_id: int, event_kind: str, event_t_s: float, event: dict[str, object],
+              latency_ms: float | None) -> None:
         refused = event_kind == "SafetyAlert" and event.get("code") == "command_refused"
         self._q("UPDATE audit SET event_kind=?, event_t_s=?, event_json=?, latency_ms=?, outcome=? WHERE id=?",
                 (event_kind, event_t_s, json.dumps(event, default=str), latency_ms,

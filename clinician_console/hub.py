@@ -1,24 +1,20 @@
 """The console's attachment to a running session: only through :class:`~therapy.live.LiveSession`.
 
 :class:`ConsoleHub` holds the live session the console shows (one at a time).
-It keeps one lossy subscription of its own, on its own thread, for two jobs:
+It keeps one lossy subscription, on its own thread (so nothing the console
+does can delay the session tick), for two jobs:
 
-* a short history of chart-worthy events, so a browser that connects late
-  draws the last minutes at once instead of an empty chart;
 * linking every audited control action to the session event it caused (the
   command's ``source`` carries the audit id, so the match is exact), with the
   time from sending the command to seeing its event.
 
-Browsers get their own lossy subscriptions (:meth:`ConsoleHub.feed`): each
-WebSocket has a bounded queue on the server's event loop, so a browser that
-stops reading loses its own oldest items (and is told how many) while the
-session, the store and every other browser carry on.
+* handing every event, encoded to JSON once, to its listeners: the server's
+  :class:`~clinician_console.fanout.Fanout` shares that one copy between all
+  browsers, so ten watching browsers cost the session one subscription.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import concurrent.futures
 import json
 import logging
@@ -35,11 +31,11 @@ from therapy.live import Dropped, LiveSession, SessionIdentity, Snapshot, Subscr
 
 log = logging.getLogger(__name__)
 
+#: Told about every event, once (see :meth:`ConsoleHub.add_listener`).
+Listener = Callable[[str, int, "str | None"], None]
 #: Gives the next rendered frame of what the patient sees (e.g. ``RenderLoop.request_rgb``): ``eye`` -> future.
 FrameSource = Callable[[str], "concurrent.futures.Future[np.ndarray]"]
 
-HISTORY_ITEMS = 30000  # ~10 min of beats, HR, exposure samples and the timeline at 1x
-FEED_QUEUE = 4000  # per browser, on the event loop
 PENDING_TIMEOUT_S = 30.0
 
 
@@ -93,64 +89,9 @@ def snapshot_dict(snap: Snapshot) -> dict[str, object]:
 
 @dataclass
 class _Pending:
-    audit_id: int
     tag: str
     sent_perf: float
-    on_effect: Callable[[int, Event, float], None]
-
-
-class Feed:
-    """One browser's bounded queue of JSON-ready items, filled from a subscription thread, read on the loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_items: int = FEED_QUEUE) -> None:
-        self._loop = loop
-        self._items: collections.deque[dict] = collections.deque()
-        self._max = max_items
-        self._ready = asyncio.Event()
-        self.dropped = 0
-        self._dropped_pending = 0
-        self.subscription: Subscription | None = None
-        self.closed = False
-
-    def sink(self, item: object) -> None:
-        """Subscription thread: convert, then hand over thread-safely (never waits for the browser)."""
-        if isinstance(item, Dropped):
-            msg = {"kind": "Dropped", "count": item.count, "total": item.total}
-        elif isinstance(item, Event):
-            msg = event_dict(item)
-        else:
-            return
-        try:
-            self._loop.call_soon_threadsafe(self._push, msg)
-        except RuntimeError:  # the server's loop has closed (console stopped): the session goes on
-            pass
-
-    def _push(self, msg: dict) -> None:
-        if len(self._items) >= self._max:
-            self._items.popleft()
-            self.dropped += 1
-            self._dropped_pending += 1
-        self._items.append(msg)
-        self._ready.set()
-
-    async def next_batch(self, max_items: int = 500) -> list[dict]:
-        """Wait for at least one item; returns up to ``max_items`` (a drop notice first when items were lost)."""
-        while not self._items:
-            self._ready.clear()
-            await self._ready.wait()
-        batch: list[dict] = []
-        if self._dropped_pending:
-            batch.append({"kind": "Dropped", "count": self._dropped_pending, "total": self.dropped})
-            self._dropped_pending = 0
-        while self._items and len(batch) < max_items:
-            batch.append(self._items.popleft())
-        return batch
-
-    def close(self) -> None:
-        """Detach from the session without waiting (never blocks the loop)."""
-        self.closed = True
-        if self.subscription is not None:
-            self.subscription.close(timeout_s=0)
+    on_effect: Callable[[str, Event, float], None]
 
 
 class ConsoleHub:
@@ -161,7 +102,7 @@ class ConsoleHub:
         self.live: LiveSession | None = None
         self._frame_source: FrameSource | Callable[[], FrameSource | None] | None = None
         self._subscription: Subscription | None = None
-        self._history: collections.deque[tuple[int, dict]] = collections.deque(maxlen=HISTORY_ITEMS)
+        self._listeners: list[Listener] = []
         self._seq = 0
         self._pending: list[_Pending] = []
         self._attached = threading.Condition(self._lock)
@@ -178,7 +119,6 @@ class ConsoleHub:
             self.live = live
             self._frame_source = frame_source
             self._subscription = sub
-            self._history.clear()
             self._seq = snap.events
             self._pending.clear()
             self._view_cache = None
@@ -208,17 +148,36 @@ class ConsoleHub:
 
     # -- the hub's own subscription (its thread) ------------------------------------------------
 
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(session_id, seq, text)`` on the hub's thread for every event (``text`` is its JSON,
+        encoded once for every browser) and, with ``text=None``, when items were dropped (``seq`` is then the
+        next event's number). A listener must return at once (hand over to its own thread or loop)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _tell(self, session_id: str, seq: int, text: str | None) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(session_id, seq, text)
+            except Exception:
+                log.exception("console listener %r failed", listener)
+
     def _on_item(self, item: object) -> None:
+        live = self.live
+        sid = live.session_id if live is not None else ""
         if isinstance(item, Dropped):
             with self._lock:
                 self._seq += item.count
+                seq = self._seq
+            self._tell(sid, seq, None)
             return
         if not isinstance(item, Event):
             return
         d = event_dict(item)
+        text = json.dumps(d, allow_nan=False)
         now = time.perf_counter()
         with self._lock:
-            self._history.append((self._seq, d))
+            seq = self._seq
             self._seq += 1
             matched: list[tuple[_Pending, float]] = []
             keep: list[_Pending] = []
@@ -232,37 +191,18 @@ class ConsoleHub:
                 elif now - p.sent_perf < PENDING_TIMEOUT_S:
                     keep.append(p)
             self._pending = keep
+        self._tell(sid, seq, text)
         for p, latency_ms in matched:
             try:
-                p.on_effect(p.audit_id, item, latency_ms)
+                p.on_effect(p.tag, item, latency_ms)
             except Exception:
-                log.exception("could not record the effect of audited command %d", p.audit_id)
+                log.exception("could not record the effect of the command tagged %s", p.tag)
 
-    def expect_effect(self, audit_id: int, tag: str, on_effect: Callable[[int, Event, float], None]) -> None:
-        """Call ``on_effect(audit_id, event, latency_ms)`` when an event naming ``tag`` (or refusing the command)
+    def expect_effect(self, tag: str, on_effect: Callable[[str, Event, float], None]) -> None:
+        """Call ``on_effect(tag, event, latency_ms)`` when an event naming ``tag`` (or refusing the command)
         arrives; register *before* sending the command."""
         with self._lock:
-            self._pending.append(_Pending(audit_id, tag, time.perf_counter(), on_effect))
-
-    def history(self, before_seq: int) -> list[dict]:
-        """Chart and timeline items the hub has seen with sequence numbers below ``before_seq``."""
-        with self._lock:
-            return [d for seq, d in self._history if seq < before_seq]
-
-    # -- browsers -------------------------------------------------------------------------------
-
-    def feed(self, loop: asyncio.AbstractEventLoop) -> tuple[Snapshot, Feed] | None:
-        """A new browser's snapshot and feed (subscribed atomically: nothing seen twice, nothing missed)."""
-        live = self.live
-        if live is None:
-            return None
-        feed = Feed(loop)
-        try:
-            snap, sub = live.subscribe_with_snapshot(feed.sink, lossless=False, name="console-ws", max_queue=4000)
-        except RuntimeError:  # the session has closed
-            return None
-        feed.subscription = sub
-        return snap, feed
+            self._pending.append(_Pending(tag, time.perf_counter(), on_effect))
 
     # -- the patient's view ---------------------------------------------------------------------
 

@@ -18,11 +18,13 @@ import contextlib
 import ipaddress
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,12 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response, We
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinician_console.accounts import AccountError, Accounts, Login
 from clinician_console.controls import Control, ControlError, NoteBody, available, controls
+from clinician_console.fanout import Fanout
 from clinician_console.hub import ConsoleHub, event_dict, snapshot_dict
 from therapy import commands as cmd
 from therapy.errors import TherapyError
@@ -142,12 +146,13 @@ def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config
     """The console's ASGI app. ``store`` is a :class:`~therapy.store.SessionStore` for patients and past
     sessions (``None``: those routes answer 503)."""
     config = config or ConsoleConfig()
-    app = FastAPI(title="vrex clinician console", version="1",
+    app = FastAPI(title="vrex clinician console", version="1", docs_url=None, redoc_url=None,  # no CDN assets
                   description="Watch and steer live vrex sessions, manage patients, browse past sessions. "
                               "Log in with POST /api/login; send the returned csrf token as X-CSRF-Token on "
                               "every POST/PATCH.")
     store_lock = threading.Lock()
     registry = controls()
+    fanout = Fanout(hub)
 
     # -- errors and headers --------------------------------------------------------------------------
 
@@ -180,13 +185,14 @@ def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config
 
     # -- auth dependencies ---------------------------------------------------------------------------
 
-    def logged_in(request: Request) -> Login:
+    # async: cheap checks that run on the event loop, so a command does not wait for a worker thread
+    async def logged_in(request: Request) -> Login:
         login = accounts.logged_in(request.cookies.get(COOKIE))
         if login is None:
             raise HTTPException(401, "log in first (POST /api/login)")
         return login
 
-    def csrf(request: Request, login: Login = Depends(logged_in)) -> Login:
+    async def csrf(request: Request, login: Login = Depends(logged_in)) -> Login:
         import hmac
 
         sent = request.headers.get(CSRF_HEADER, "")
@@ -197,7 +203,7 @@ def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config
     def role(needed: str, *, write: bool) -> Callable[..., Login]:
         base = csrf if write else logged_in
 
-        def dep(login: Login = Depends(base)) -> Login:
+        async def dep(login: Login = Depends(base)) -> Login:
             if not login.user.may(needed):
                 raise HTTPException(403, f"{login.user.username} is {login.user.role}: this needs the {needed} role")
             return login
@@ -351,7 +357,9 @@ def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config
             "you": {"username": login.user.username, "role": login.user.role},
         }
 
-    def send_control(control: Control, body: BaseModel, login: Login) -> dict:
+    async def send_control(control: Control, body: BaseModel, login: Login) -> dict:
+        """Check, send, then audit: the command goes to the session first (a STOP never waits for the audit
+        log); its ``source`` carries a tag that links the audit row to the event the command causes."""
         live = hub.live
         params = body.model_dump()
         if live is None:
@@ -360,25 +368,30 @@ def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config
         try:
             command = control.build(body, snap, "console")
         except ControlError as exc:
-            accounts.audit(login.user, control.name, params, session_id=live.session_id, command=None,
-                           outcome=f"refused: {exc}")
+            await run_in_threadpool(partial(accounts.audit, login.user, control.name, params,
+                                            session_id=live.session_id, command=None, outcome=f"refused: {exc}"))
             raise HTTPException(exc.status, str(exc)) from None
-        audit_id = accounts.audit(login.user, control.name, params, session_id=live.session_id,
-                                  command=type(command).__name__, outcome="sent")
-        tag = f"[console #{audit_id}]"
+        tag = f"[console {secrets.token_hex(5)}]"
         command = replace(command, source=f"{login.user.role}:{login.user.username} {tag}")
-        hub.expect_effect(audit_id, tag, _record_effect)
+        hub.expect_effect(tag, _record_effect)
         live.commands.put(command)
+        audit_id = None
+        try:
+            audit_id = await run_in_threadpool(partial(
+                accounts.audit, login.user, control.name, params, session_id=live.session_id,
+                command=type(command).__name__, outcome="sent", tag=tag))
+        except Exception:  # the command is on its way; a failed audit write is logged, not a failed command
+            log.exception("could not write the audit row of %s (%s)", control.name, tag)
         return {"audit_id": audit_id, "command": type(command).__name__, "source": command.source}
 
-    def _record_effect(audit_id: int, event, latency_ms: float) -> None:
-        accounts.audit_effect(audit_id, event.kind, event.t_s, event_dict(event), latency_ms)
+    def _record_effect(tag: str, event, latency_ms: float) -> None:
+        accounts.audit_effect(tag, event.kind, event.t_s, event_dict(event), latency_ms)
 
     def add_control_route(control: Control) -> None:
         body_type = control.body
 
-        def endpoint(body: body_type = Body(...), login: Login = Depends(therapist)) -> dict:  # type: ignore[valid-type]
-            return send_control(control, body, login)
+        async def endpoint(body: body_type = Body(...), login: Login = Depends(therapist)) -> dict:  # type: ignore[valid-type]
+            return await send_control(control, body, login)
 
         app.post(f"/api/live/{control.name}", tags=["live"], summary=control.summary, status_code=202,
                  name=f"live_{control.name}")(endpoint)
@@ -397,11 +410,11 @@ def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config
         snap = live.snapshot()
         note = accounts.add_note(live.session_id, login.user, body.text, snap.now_s - snap.identity.t0_s)
         command = "AddNote" if hasattr(cmd, "AddNote") else None  # the record keeps it too, at its moment
-        audit_id = accounts.audit(login.user, "note", {"note_id": note["id"]}, session_id=live.session_id,
-                                  command=command, outcome="sent" if command else "done")
+        tag = f"[console {secrets.token_hex(5)}]" if command else None
+        accounts.audit(login.user, "note", {"note_id": note["id"]}, session_id=live.session_id, command=command,
+                       outcome="sent" if command else "done", tag=tag)
         if command:
-            tag = f"[console #{audit_id}]"
-            hub.expect_effect(audit_id, tag, _record_effect)
+            hub.expect_effect(tag, _record_effect)
             live.commands.put(cmd.AddNote(source=f"{login.user.role}:{login.user.username} {tag}",  # type: ignore[attr-defined]
                                           text=body.text))
         return note
@@ -429,7 +442,8 @@ def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config
 
     @app.websocket("/api/live/ws")
     async def live_ws(websocket: WebSocket) -> None:
-        """Sends ``{"type": "snapshot", "snapshot", "history"}`` once, then ``{"type": "events", "items"}``."""
+        """Sends ``{"type": "snapshot", "snapshot", "view", "history"}`` once, then ``{"type": "events", "items"}``
+        batches and, when the session shares it, the patient's view as binary JPEG messages (4 a second)."""
         login = accounts.logged_in(websocket.cookies.get(COOKIE))
         origin = websocket.headers.get("origin")
         host = websocket.headers.get("host", "")
@@ -437,36 +451,47 @@ def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config
             await websocket.close(code=4401 if login is None else 4403)
             return
         await websocket.accept()
-        loop = asyncio.get_running_loop()
-        got = hub.feed(loop)
-        if got is None:
+        fanout.bind(asyncio.get_running_loop())
+        live = hub.live
+        if live is None:
             await websocket.send_text(json.dumps({"type": "idle"}))
             await websocket.close()
             return
-        snap, feed = got
+        snap = live.snapshot()
+        conn, history = await fanout.open(snap)
         try:
-            await websocket.send_text(json.dumps({"type": "snapshot", "snapshot": snapshot_dict(snap),
-                                                  "history": hub.history(snap.events)}))
+            head = json.dumps({"type": "snapshot", "snapshot": snapshot_dict(snap), "view": hub.view_available()})
+            await websocket.send_text(head[:-1] + ',"history":[' + ",".join(history) + "]}")
 
             async def pump() -> None:
-                while True:
-                    batch = await feed.next_batch()
-                    await websocket.send_text(json.dumps({"type": "events", "items": batch}))
+                while (msg := await conn.next_message()) is not None:
+                    if isinstance(msg, bytes):
+                        await websocket.send_bytes(msg)
+                    else:
+                        await websocket.send_text(msg)
+                await websocket.close()  # a new session began: the page reconnects to it
 
             sender = asyncio.create_task(pump())
+            receiver = asyncio.create_task(websocket.receive())
             try:
                 while True:
-                    msg = await websocket.receive()
+                    done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                    if sender in done:
+                        break
+                    msg = receiver.result()
                     if msg["type"] == "websocket.disconnect":
                         break
+                    receiver = asyncio.create_task(websocket.receive())
             finally:
-                sender.cancel()
-                with contextlib.suppress(BaseException):
-                    await sender
+                for task in (sender, receiver):
+                    task.cancel()
+                for task in (sender, receiver):
+                    with contextlib.suppress(BaseException):
+                        await task
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
-            feed.close()
+            fanout.close(conn)
 
     return app
 

@@ -3,7 +3,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { me: null, csrf: "", snap: null, t0: 0, levels: [], envLevels: [], lastT: 0, lastWall: 0,
-                rate: 1, ws: null, pendingStepUp: null, viewOn: false, feedDropped: 0 };
+                rate: 1, ws: null, pendingStepUp: null, feedDropped: 0 };
 const WINDOW_S = 180;  // the charts scroll over the last three minutes
 const MAX_POINTS = 6000;
 
@@ -139,9 +139,11 @@ function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${proto}//${location.host}/api/live/ws`);
   state.ws = ws;
+  ws.binaryType = "blob";
   ws.onmessage = (m) => {
+    if (m.data instanceof Blob) { showView(m.data); return; }
     const msg = JSON.parse(m.data);
-    if (msg.type === "snapshot") onSnapshot(msg.snapshot, msg.history || []);
+    if (msg.type === "snapshot") { onSnapshot(msg.snapshot, msg.history || []); viewShared(msg.view); }
     else if (msg.type === "events") msg.items.forEach(onEvent);
     else if (msg.type === "idle") showIdle();
   };
@@ -174,7 +176,6 @@ function onSnapshot(snap, history) {
   }
   syncJump();
   $("s-patient").textContent = `${snap.identity.patient} · ${snap.identity.environment_title}`;
-  startView();
   render();
 }
 
@@ -183,7 +184,7 @@ const TIMELINE = {
   LevelChanged: (e) => [`level ${e.previous ?? "–"} → ${e.level}`, `${levelTitle(e.level)} · ${e.cause}: ${e.reason}`],
   Recommendation: (e) => [`recommendation: ${e.action}`, `${e.reason} (level ${e.level})`, "rec"],
   SafetyAlert: (e) => [`ALERT ${e.code}`, `${e.message} (${e.action})`, "alert"],
-  SudsPrompted: (e) => ["SUDS asked", `level ${e.level}${e.kind ? " · " + e.kind : ""}`],
+  SudsPrompted: (e) => ["SUDS asked", `level ${e.level}${e.suds_kind ? " · " + e.suds_kind : ""}`],
   SudsRecorded: (e) => [`SUDS ${e.value}`, `level ${e.level} · ${e.source}`],
   SudsMissed: (e) => ["SUDS missed", `level ${e.level}`, "alert"],
   LevelSuds: (e) => [`SUDS at level ${e.level}`, `anticipated ${e.anticipated ?? "–"}, peak ${e.peak ?? "–"}, end ${e.end ?? "–"}`],
@@ -285,19 +286,16 @@ function render() {
   if (p) $("stepup-text").textContent = `Level ${p.from_level} → ${p.to_level} (${levelTitle(p.to_level)}): ${p.reason}`;
 }
 
-// -- the patient's view ---------------------------------------------------------------------------------
-function startView() {
-  if (state.viewOn) return;
-  state.viewOn = true;
+// -- the patient's view: JPEG images pushed on the WebSocket, a few a second ---------------------------
+let viewUrl = null;
+function showView(blob) {
+  const url = URL.createObjectURL(blob);
   const img = $("view");
-  let failures = 0;
-  const next = () => { if (!state.snap || state.snap.status) { state.viewOn = false; return; }
-                       img.src = "/api/live/view.jpg?t=" + Date.now(); };
-  img.onload = () => { failures = 0; $("view-none").hidden = true; img.hidden = false; setTimeout(next, 250); };
-  img.onerror = () => { failures++; if (failures > 2) { $("view-none").hidden = false; img.hidden = true; }
-                        setTimeout(next, failures > 2 ? 5000 : 1000); };
-  next();
+  img.onload = () => { if (viewUrl && viewUrl !== url) URL.revokeObjectURL(viewUrl); viewUrl = url; };
+  img.src = url;
+  viewShared(true);
 }
+function viewShared(on) { $("view").hidden = !on; $("view-none").hidden = !!on; }
 
 // -- controls -------------------------------------------------------------------------------------------
 function say(text, bad) { const m = $("control-msg"); m.textContent = text; m.className = "msg" + (bad ? " bad" : ""); }

@@ -247,7 +247,7 @@ def test_live_controls_are_validated_audited_and_linked(make_live, console, acco
     r = call(alice, "POST", "/api/live/set_level", {"level": current + 1, "confirm": True})
     assert r.status_code == 202, r.text
     sent = r.json()
-    assert sent["command"] == "SetLevel" and sent["source"].startswith("therapist:alice [console #")
+    assert sent["command"] == "SetLevel" and sent["source"].startswith("therapist:alice [console ")
     changed = live.watcher.wait_for(lambda e: e.kind == "LevelChanged" and e.cause == "therapist", after=n)
     assert changed.level == current + 1 and sent["source"] in changed.reason
     assert accounts.wait_for_effect(sent["audit_id"], 30)
@@ -321,3 +321,15 @@ def test_websocket_sends_snapshot_then_events(make_live, console):
                 kinds.add(item["kind"])
                 assert item["t_s"] >= snap["now_s"] - 1e-9 or item["kind"] == "BeatRecorded"
     live.finish()
+
+
+def test_an_effect_faster_than_its_audit_row_is_still_linked(accounts):
+    """The command is sent before its audit row is written, so its event may arrive first."""
+    from clinician_console.accounts import User
+
+    accounts.audit_effect("[console abc]", "PhaseChanged", 12.5, {"phase": "safe_place"}, 3.0)
+    audit_id = accounts.audit(User("alice", "therapist"), "safe_place", {}, session_id="s1", command="GoToSafePlace",
+                              outcome="sent", tag="[console abc]")
+    assert accounts.wait_for_effect(audit_id, 0)
+    row = accounts.audit_rows("s1")[0]
+    assert row["outcome"] == "applied" and row["event_kind"] == "PhaseChanged" and row["latency_ms"] == 3.0

@@ -23,7 +23,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from environments.environment import ENV_MATERIAL_BASE, Dial, Environment, EnvironmentShader, Level
+from environments.environment import (
+    ENV_MATERIAL_BASE,
+    Dial,
+    Environment,
+    EnvironmentShader,
+    Level,
+)
 from environments.scene_build import InstanceSet, SceneBuild, SceneLook
 
 SAND = ENV_MATERIAL_BASE  # fine grain, wet and darker near the water

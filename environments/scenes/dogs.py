@@ -25,8 +25,21 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from environments.environment import ENV_MATERIAL_BASE, Dial, Environment, EnvironmentShader, Level
-from environments.scene_build import GRASS, PAVING, WOOD, InstanceSet, SceneBuild, SceneLook, yaw_quat
+from environments.environment import (
+    ENV_MATERIAL_BASE,
+    Dial,
+    Environment,
+    EnvironmentShader,
+    Level,
+)
+from environments.scene_build import (
+    GRASS,
+    WOOD,
+    InstanceSet,
+    SceneBuild,
+    SceneLook,
+    yaw_quat,
+)
 
 # This environment's own materials (shaded by SHADER below, nowhere else).
 FUR = ENV_MATERIAL_BASE  # short coat: fine streaks, matt

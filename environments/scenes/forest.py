@@ -16,13 +16,24 @@ clearing, the breeze settles and the pond stills. Everything moves on the GPU.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping
 
 import numpy as np
 
-from environments.environment import ENV_MATERIAL_BASE, Dial, Environment, EnvironmentShader, Level
-from environments.scene_build import GRASS, InstanceSet, SceneBuild, SceneLook, axis_quat
+from environments.environment import (
+    ENV_MATERIAL_BASE,
+    Dial,
+    Environment,
+    EnvironmentShader,
+    Level,
+)
+from environments.scene_build import (
+    GRASS,
+    InstanceSet,
+    SceneBuild,
+    SceneLook,
+    axis_quat,
+)
 
 MOSS = ENV_MATERIAL_BASE  # soft mottled green
 BARK = ENV_MATERIAL_BASE + 1  # vertical furrows

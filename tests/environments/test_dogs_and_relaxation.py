@@ -7,6 +7,7 @@ colour, the pacer on or off), so they measure exactly the thing in question.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -116,7 +117,7 @@ def test_every_level_renders_not_blank_eyes_differ_and_0_middle_max_differ(name,
     finally:
         r.release()
     picks = sorted({0, info.max_level // 2, info.max_level})
-    for a, b in zip(picks, picks[1:]):
+    for a, b in itertools.pairwise(picks):
         assert _diff(shots[a], shots[b]) > (5 if name == "dogs" else 1.5), (name, a, b)
 
 
@@ -176,7 +177,7 @@ def test_the_eyes_see_the_near_dog_with_the_expected_disparity(render):
 @pytest.mark.gl
 def test_the_dogs_move_tail_legs_head(render):
     """Animation is on the GPU: the same level at two times differs where the dog is, not elsewhere much."""
-    mask, first = _dog_mask(render, 7)
+    _, first = _dog_mask(render, 7)
     later = render(SceneState(environment="dogs", level=7, dials=(("coat", 0.0),)), size=(160, 180), t_s=0.8)[0]
     moved = _mask(first, later)
     assert moved.sum() > 40

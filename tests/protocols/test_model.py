@@ -42,7 +42,7 @@ HEAD = 'name = "x"\ntitle = "t"\nenvironment = "heights"\n'
         (HEAD + 'safe_environment = "heights"\n', 'safe_environment = "heights": is a phobia environment; expected an environment of kind safe'),
         (HEAD + 'safe_environment = "spiders"\n', 'safe_environment = "spiders": is a phobia environment'),
         ('name = "x"\ntitle = "t"\nenvironment = "safe_place"\n', 'safe_environment = "safe_place": is the exposure environment itself'),
-        (HEAD + 'safe_environment = "meadow"\n', 'safe_environment = "meadow": unknown environment; expected one of heights'),
+        (HEAD + 'safe_environment = "meadow"\n', 'safe_environment = "meadow": unknown environment; expected one of '),
         ('name = "x"\ntitle = "t"\nenvironment = "volcano"\n', 'environment = "volcano": unknown environment'),
         # a rule that needs SUDS in a protocol that never asks for it
         (HEAD + '[controller]\nstep_up_rule = "suds_and_hr"\n[suds]\nevery_s = 0.0\non_entry = false\nbefore_step_up = false\n',

@@ -636,8 +636,9 @@ class FrameCapturePolicy:
     """Asks the renderer for PNG frames at the moments a clinician wants to see afterwards.
 
     One in the middle of the baseline, one for each level the first time it has been shown steadily (after
-    its fade-in and intensity ramp), and one near the end of recovery. It watches the session only through
-    its live snapshot; captures run on the render thread, this only asks.
+    its fade-in and intensity ramp), one late in paced breathing (HRV biofeedback), and one near the end of
+    recovery. It watches the session only through its live snapshot; captures run on the render thread, this
+    only asks.
     """
 
     def __init__(self, live: LiveSession, clock: Clock, capture: Callable[[Path], concurrent.futures.Future[Path]],
@@ -661,7 +662,7 @@ class FrameCapturePolicy:
     async def run(self) -> None:
         ident = self._live.identity
         captured: set[int] = set()
-        baseline_done = recovery_done = False
+        baseline_done = recovery_done = breathing_done = False
         level_since: tuple[int, float] | None = None
         try:
             while True:
@@ -680,6 +681,10 @@ class FrameCapturePolicy:
                         self._request(f"exposure level {snap.level}", f"level-{snap.level:02d}.png")
                 else:
                     level_since = None
+                if not breathing_done and snap.phase is Phase.BREATHING and \
+                        elapsed >= ident.baseline_s + (ident.total_s - ident.baseline_s - ident.recovery_s) * 0.75:
+                    breathing_done = True
+                    self._request("paced breathing (HRV biofeedback, late)", "50-breathing.png")
                 if not recovery_done and snap.phase is Phase.RECOVERY and elapsed >= ident.total_s - 5.0:
                     recovery_done = True
                     self._request("end of recovery (paced breathing)", "99-end.png")

@@ -430,7 +430,7 @@ class Renderer:
         pacer[0, 23] = 1.0
         draw, shadow = [], []
         for name, rows in build.opaque.items():
-            if name == "sphere":
+            if name == "sphere" and not build.own_pacer:  # one pacer only: the scene's own, else the orb
                 rows = np.concatenate([rows, pacer])
             self._upload(name, rows)
             if len(rows):
@@ -448,7 +448,7 @@ class Renderer:
         self._shadow_list = tuple(shadow)
         self._build = build
         self.environment, self.level = env, self._level_shown
-        self.instances = build.instance_count + 1
+        self.instances = build.instance_count + (0 if build.own_pacer else 1)
         self._base_draws = 1 + len(draw) + (1 if self._glass_count else 0)
         self.rebuilds += 1
         self._anchor = translation(*build.anchor_xyz) @ rotation_y(build.anchor_yaw_rad)

@@ -64,6 +64,7 @@ class SceneBuild:
     shadow_center: tuple[float, float, float] = (0.0, 0.0, 0.0)
     shadow_radius_m: float = 40.0
     dynamic: bool = False  # instances move (motion radius > 0): refresh shadows every frame
+    own_pacer: bool = False  # the scene shows the breathing pacer in its world (surf, seeds): no separate orb
     opaque: dict[str, np.ndarray] = field(default_factory=dict)
     transparent: np.ndarray = field(default_factory=lambda: np.zeros((0, INSTANCE_FLOATS), np.float32))
 

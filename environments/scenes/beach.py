@@ -234,7 +234,8 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
         fog_density=0.03 * (1.0 - calm) ** 1.5 + 0.001,
     )
     return s.build(look, (0.0, 0.0, 0.0), gaze_pitch_rad=-0.1, view_fovy_deg=VIEW_FOVY_DEG, wind=breeze,
-                   shadow_center=(0.0, 0.0, -4.0), shadow_radius_m=16.0)
+                   shadow_center=(0.0, 0.0, -4.0), shadow_radius_m=16.0,
+                   own_pacer=bool(pace))  # the surf is the pacer: no separate orb
 
 
 class Beach(Environment):

@@ -218,7 +218,8 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
         fog_density=0.002 + 0.075 * mist,
     )
     return s.build(look, (0.0, 0.0, 0.0), gaze_pitch_rad=-0.12, view_fovy_deg=VIEW_FOVY_DEG, wind=breeze,
-                   shadow_center=(0.0, 0.0, -7.0), shadow_radius_m=22.0)
+                   shadow_center=(0.0, 0.0, -7.0), shadow_radius_m=22.0,
+                   own_pacer=bool(pace))  # the seeds are the pacer: no separate orb
 
 
 VIEW_FOVY_DEG = 64.0  # the default view: the clearing, the stump with its seeds, the pond and the trees

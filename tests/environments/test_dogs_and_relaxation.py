@@ -245,3 +245,20 @@ def test_without_a_session_pacer_the_world_pacer_breathes_at_its_dial_rate(name,
         assert moved_on > moved_off + 30, (moved_on, moved_off)
     finally:
         r.release()
+
+
+@pytest.mark.parametrize(("env", "orb"), [("beach", False), ("forest", False), ("safe_place", True)])
+def test_one_pacer_only_a_scene_with_its_own_shows_no_orb(gl_ctx, env, orb):
+    """The beach's surf and the forest's seeds are the pacer: the renderer adds its glowing orb only where a scene
+    has no pacer of its own (the patient never sees two lights to breathe with)."""
+    from environments import registry
+    from environments.renderer import Renderer
+
+    r = Renderer(gl_ctx, (64, 64), msaa=0, stereo=False)
+    try:
+        r.set_state(SceneState(environment=env, level=0, breath_phase=0.25))
+        r.settle()
+        built = registry.build_from_values(env, registry.get(env).level_values(0)).instance_count
+        assert r.instances == built + (1 if orb else 0)
+    finally:
+        r.release()

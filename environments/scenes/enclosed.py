@@ -370,9 +370,9 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
     lx = (np.arange(nx) - (nx - 1) / 2) * hw
     lz = zc + (np.arange(nz) - (nz - 1) / 2) * depth / 2
     spots = np.stack([np.repeat(lx, nz), np.full(nx * nz, c), np.tile(lz, nx)], 1)
-    s.add("cylinder", spots - (0, 0.006, 0), (0.2, 0.012, 0.2), (0.35, 0.35, 0.36))
+    s.add("cylinder", spots - (0, 0.006, 0), (0.14, 0.012, 0.14), (0.35, 0.35, 0.36))
     lamp = 0.2 + 0.8 * light
-    s.add("cylinder", spots - (0, 0.014, 0), (0.15, 0.012, 0.15), (1.0, 0.96, 0.86), emissive=lamp,
+    s.add("cylinder", spots - (0, 0.014, 0), (0.1, 0.012, 0.1), (1.0, 0.96, 0.86), emissive=lamp,
           anim=(stalled, 0, 0, FLICKER))
     s.add("cube", (-hw * 0.55, c - 0.02, dz + 0.08), (0.12, 0.03, 0.06),
           (1.0, 0.55, 0.12) if stalled > 0 else (0.5, 0.5, 0.5), emissive=1.0 * stalled)

@@ -498,7 +498,7 @@ class SessionRuntime:
                 raise TherapyError(f"dial {command.name!r} has no override to reset")
             self._publish(DialChanged(now, command.name, None, False, command.source, command.reason))
             return
-        value = validate_dial(self._env_name, command.name, command.value)
+        value = validate_dial(self._env.name, command.name, command.value)  # overrides act on the exposure scene
         self._dials[command.name] = (value, command.pinned)
         self._publish(DialChanged(now, command.name, value, command.pinned, command.source, command.reason))
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
 
 from clinician_console.hub import ConsoleHub
 from therapy.live import Snapshot
@@ -95,20 +96,30 @@ class Fanout:
         self.connections: set[Connection] = set()
         self._advanced: asyncio.Event | None = None
         self._view_task: asyncio.Task | None = None
+        # until the server's loop is known (its first browser), events wait here, so the first browser's
+        # charts still start at the beginning of the session
+        self._early: collections.deque[tuple[str, int, str | None]] = collections.deque(maxlen=history_items)
+        self._bind_lock = threading.Lock()
+        hub.add_listener(self._from_hub)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start receiving from the hub on ``loop`` (the server's; called from it, once)."""
-        if self.loop is loop:
-            return
-        self.loop = loop
-        self._advanced = asyncio.Event()
-        self.hub.add_listener(self._from_hub)
+        """Deliver on ``loop`` (the server's; called from it) from now on, beginning with what came before."""
+        with self._bind_lock:
+            if self.loop is loop:
+                return
+            self.loop = loop
+            self._advanced = asyncio.Event()
+            early, self._early = list(self._early), collections.deque(maxlen=self._early.maxlen)
+        for item in early:
+            self._push(*item)
 
     def _from_hub(self, session_id: str, seq: int, text: str | None) -> None:
         """The hub's thread: one hand-over per event, whatever the number of browsers."""
-        loop = self.loop
-        if loop is None:
-            return
+        with self._bind_lock:
+            loop = self.loop
+            if loop is None:
+                self._early.append((session_id, seq, text))
+                return
         try:
             loop.call_soon_threadsafe(self._push, session_id, seq, text)
         except RuntimeError:  # the server's loop is gone (console stopped or crashed): the session goes on

@@ -238,6 +238,10 @@ function onEvent(e, fromHistory) {
     case "LoopLagged": snap.lag_s = e.lag_s; break;
     case "SessionEnded": snap.status = e.status; snap.end_reason = e.reason; snap.phase = "ended"; break;
   }
+  if (e.kind === "Recommendation" && e.action === "hold") {  // a hold is listed when its cause changes
+    if (state.lastHold === e.code) { if (!fromHistory) render(); return; }
+    state.lastHold = e.code;
+  } else if (e.kind === "Recommendation") state.lastHold = null;
   const line = TIMELINE[e.kind];
   if (line) addTimeline(t, ...line(e));
   if (!fromHistory) render();

@@ -333,3 +333,34 @@ def test_an_effect_faster_than_its_audit_row_is_still_linked(accounts):
     assert accounts.wait_for_effect(audit_id, 0)
     row = accounts.audit_rows("s1")[0]
     assert row["outcome"] == "applied" and row["event_kind"] == "PhaseChanged" and row["latency_ms"] == 3.0
+
+
+def test_accept_and_decline_offered_step_ups(make_live, console, accounts):
+    """The controller offers step-ups for the therapist to confirm (heights-graded: step_up = "confirm")."""
+    live = make_live(speed=40.0).start()
+    app, _ = console(live.hub)
+    alice = make_client(app, "alice")
+    live.wait_exposure()
+    r = call(alice, "POST", "/api/live/accept_step_up", {"confirm": True})
+    if r.status_code == 409:
+        assert "no step-up is waiting" in r.json()["detail"]
+    n = len(live.watcher)
+    offer = live.watcher.wait_for(lambda e: e.kind == "StepUpOffered", 300, after=n)
+    r = call(alice, "POST", "/api/live/accept_step_up", {})
+    assert r.status_code == 428 and "confirm=true" in r.json()["detail"]
+    r = call(alice, "POST", "/api/live/accept_step_up", {"confirm": True})
+    assert r.status_code == 202, r.text
+    resolved = live.watcher.wait_for(lambda e: e.kind == "StepUpResolved", after=n)
+    assert resolved.outcome == "accepted" and "therapist:alice" in resolved.who
+    raised = live.watcher.wait_for(lambda e: e.kind == "LevelChanged" and e.level == offer.to_level, after=n)
+    assert raised.level > offer.from_level
+    assert accounts.wait_for_effect(r.json()["audit_id"], 30)
+    n = len(live.watcher)
+    live.watcher.wait_for(lambda e: e.kind == "StepUpOffered", 300, after=n)
+    r = call(alice, "POST", "/api/live/decline_step_up", {"reason": "patient asked to stay"})
+    assert r.status_code == 202
+    declined = live.watcher.wait_for(lambda e: e.kind == "StepUpResolved", after=n)
+    assert declined.outcome == "declined" and declined.reason == "patient asked to stay"
+    row = accounts.audit_rows(live.live.session_id)[0]
+    assert row["action"] == "decline_step_up" and row["event_kind"] == "StepUpResolved"
+    live.finish()

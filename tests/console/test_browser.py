@@ -1,5 +1,6 @@
 """A real browser (Playwright driving Debian's Chromium) on a real session: log in, watch the HR chart move,
-raise the level with its confirmation, press STOP, end the session; each asserted on the session record."""
+raise the level with its confirmation, accept an offered step-up, press STOP, end the session; each asserted
+on the session record."""
 
 from __future__ import annotations
 
@@ -47,12 +48,17 @@ def test_therapist_watches_and_steers_a_session_in_chromium(make_live, serve, tm
             log_in(page, server.url, "alice")
 
             # the HR chart fills and moves as heart samples arrive (data and pixels both change)
+            def redrawn() -> None:  # the chart has been drawn (twice) since the data changed
+                renders = page.evaluate("Number(document.body.dataset.renders || 0)")
+                page.wait_for_function(f"Number(document.body.dataset.renders) >= {renders + 2}")
+
             page.wait_for_function("data.hr[0].length >= 3", timeout=60_000)
+            redrawn()
             before_points = page.evaluate("data.hr[0].length")
             before_pixels = page.locator("#c-hr canvas").screenshot()
             page.wait_for_function(f"data.hr[0].length >= {before_points + 3}", timeout=60_000)
+            redrawn()
             assert page.locator("#c-hr canvas").screenshot() != before_pixels
-            assert page.evaluate("Number(document.body.dataset.renders)") > 0
 
             # exposure: next level needs the confirmation step, then the record shows the therapist's change
             page.wait_for_function("state.snap && state.snap.phase === 'exposure'", timeout=120_000)
@@ -66,13 +72,20 @@ def test_therapist_watches_and_steers_a_session_in_chromium(make_live, serve, tm
             assert changed.level == level + 1 and "therapist:alice" in changed.reason
             page.wait_for_function(f"state.snap.level === {level + 1}")
             page.wait_for_function("document.getElementById('view').naturalWidth > 0", timeout=30_000)
-            shown = page.evaluate("data.hr[0].length")
-            page.wait_for_function(f"data.hr[0].length >= {shown + 10}", timeout=60_000)  # past the 6 s ramp
             page.fill("#note-text", "breathing faster on the terrace")
             page.click("[data-testid=add-note]")
             page.wait_for_function("document.getElementById('control-msg').textContent === 'note saved'")
+
+            # the controller offers a step up: the therapist accepts it (confirmed) and the record says so
+            n = len(harness.watcher)
+            page.wait_for_selector("[data-testid=stepup]", state="visible", timeout=120_000)
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
+            page.click("[data-testid=accept-step-up]")
+            page.click("[data-testid=confirm-ok]")
+            accepted = harness.watcher.wait_for(lambda e: e.kind == "StepUpResolved", after=n)
+            assert accepted.outcome == "accepted" and "therapist:alice" in accepted.who
+            page.wait_for_selector("[data-testid=stepup]", state="hidden")
 
             # STOP: the patient goes to the safe place, the page follows the session
             n = len(harness.watcher)
@@ -99,6 +112,7 @@ def test_therapist_watches_and_steers_a_session_in_chromium(make_live, serve, tm
     assert details["status"] == "stopped"
     assert any(lv["cause"] == "therapist" and "therapist:alice" in lv["reason"] for lv in details["levels"])
     assert any(ph["phase"] == "safe_place" for ph in details["phases"])
+    assert any(lv["cause"] == "therapist" and lv["level"] == level + 2 for lv in details["levels"])  # the step up
     assert details["counts"]["hr_samples"] > 10
     assert view.error is None and view.stats is not None and view.stats.frames > 0
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from environments.environment import ENV_MATERIAL_BASE, Dial, Environment, EnvironmentShader, Level
-from environments.scene_build import PAVING, WOOD, GRASS, InstanceSet, SceneBuild, SceneLook, axis_quat
+from environments.scene_build import GLASS, GRASS, PAVING, WOOD, InstanceSet, SceneBuild, SceneLook, axis_quat
 
 # This environment's own materials (shaded by SHADER below, nowhere else).
 STEEL = ENV_MATERIAL_BASE  # brushed stainless steel wall panels with seams
@@ -228,6 +228,8 @@ def _lobby(door_z: float, door_w: float, door_h: float) -> InstanceSet:
     stone = (0.7, 0.66, 0.6)
     s.add("cube", [(-(door_w / 2 + side / 2), 1.5, z0), (door_w / 2 + side / 2, 1.5, z0)], (side, 3.0, 0.1), stone)
     s.add("cube", (0, (door_h + 3.0) / 2, z0), (door_w, 3.0 - door_h, 0.1), stone)
+    s.add("cylinder", (door_w / 2 + 0.35, 1.1, z0 + 0.06), (0.06, 0.02, 0.06), (1.0, 0.6, 0.2), emissive=0.6,
+          quat=axis_quat((1, 0, 0), math.pi / 2))
     return s
 
 
@@ -236,10 +238,11 @@ def _shaft(door_z: float, half_w: float, speed_mps: float) -> InstanceSet:
     s = InstanceSet()
     z = door_z - 0.3
     s.add("cube", (0, 1.5, z - 0.05), (2 * half_w + 3.0, 8.0, 0.1), (0.36, 0.35, 0.33), pattern=CONCRETE)
-    # Two bands per storey, placed from the floor up; env_vertex slides them down and wraps them.
-    ys = np.array([0.0, 1.1]) + FLOOR_M  # start above; they slide down through the window range
+    # Two bands per storey (a landing sill and a beam); env_vertex slides them down and wraps them. At t = 0,
+    # and for good once the car stalls, the sill sits across the door windows: the car is between floors.
+    ys = np.array([0.0, 1.1]) + FLOOR_M
     n = len(ys)
-    anim = np.stack([np.full(n, FLOOR_M), np.full(n, speed_mps), np.zeros(n), np.full(n, SHAFT)], 1)
+    anim = np.stack([np.full(n, FLOOR_M), np.full(n, speed_mps), np.full(n, 1.8), np.full(n, SHAFT)], 1)
     s.add("cube", np.stack([np.zeros(n), ys, np.full(n, z + 0.05)], 1), [(2 * half_w + 3.0, 0.18, 0.12),
           (2 * half_w + 3.0, 0.06, 0.05)], [(0.55, 0.55, 0.57), (0.2, 0.2, 0.2)], anim=anim)
     return s
@@ -339,7 +342,7 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
     door = float(np.clip(d["door_open_fraction"], 0.0, 1.0))
     moving = float(np.clip(d["lift_moving"], 0.0, 1.0))
     stalled = float(np.clip(d["stalled"], 0.0, 1.0))
-    occupants = int(round(float(np.clip(d["occupants"], 0.0, 4.0))))
+    occupants = round(float(np.clip(d["occupants"], 0.0, 4.0)))
     depth = back - dz
     zc = (back + dz) / 2
     s = InstanceSet()
@@ -398,7 +401,7 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
         s.add("cube", [(wx, win_y0 / 2, pz), (wx, (win_y1 + dh) / 2, pz)],
               [(win_w, win_y0, 0.04), (win_w, dh - win_y1, 0.04)], door_rgb, pattern=STEEL)
         s.add("cube", (wx, (win_y0 + win_y1) / 2, pz), (win_w, win_y1 - win_y0, 0.01), (0.6, 0.7, 0.75),
-              pattern=5, alpha=0.15)
+              pattern=GLASS, alpha=0.15)
     # Button panel on the right wall near the doors: a column of buttons, some lit, and the alarm bell.
     px = hw - 0.004
     pzc = dz + min(0.3, depth * 0.3)

@@ -263,7 +263,7 @@ def _hall(s: InstanceSet, distance_m: float) -> None:
 def _audience(s: InstanceSet, d: Mapping[str, float]) -> np.ndarray:
     """The listeners (all parts of each kind in one call per mesh and mood); returns their head centres."""
     seats = _seats()
-    count = int(round(float(np.clip(d["audience"], 0, len(seats["x"])))))
+    count = round(float(np.clip(d["audience"], 0, len(seats["x"]))))
     if count == 0:
         return np.zeros((0, 3))
     idx = np.sort(seats["order"][:count])
@@ -362,10 +362,10 @@ def _timer(s: InstanceSet, talk_s: float, distance_m: float) -> np.ndarray:
     return np.array([[tx - 0.45 * k, panel_y, tz], [tx + 0.45 * k, panel_y, tz]])  # its edges, for the framing
 
 
-def _lectern(s: InstanceSet, share: float) -> np.ndarray | None:
+def _lectern(s: InstanceSet, share: float) -> None:
     """A wooden lectern with the patient's notes and a microphone; it slides away to the right as ``share`` falls."""
     if share <= 0.02:
-        return None
+        return
     x = (1.0 - share) * 2.2
     z = LECTERN_Z
     oak = (0.45, 0.3, 0.18)
@@ -377,7 +377,6 @@ def _lectern(s: InstanceSet, share: float) -> np.ndarray | None:
     s.add("cylinder", (x + 0.24, 1.26, z - 0.05), (0.015, 0.3, 0.015), (0.1, 0.1, 0.1),
           quat=axis_quat((1, 0, 0), 0.5))
     s.add("sphere", (x + 0.24, 1.39, z + 0.02), (0.05, 0.07, 0.05), (0.08, 0.08, 0.08))
-    return np.array([[x, 1.14, z + 0.2]])
 
 
 LOOK = SceneLook(
@@ -414,7 +413,7 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
     _hall(s, distance)
     heads = _audience(s, d)
     timer = _timer(s, float(np.clip(d["talk_min"], 1.0, 30.0)) * 60.0, distance)
-    lectern = _lectern(s, float(np.clip(d["lectern"], 0.0, 1.0)))
+    _lectern(s, float(np.clip(d["lectern"], 0.0, 1.0)))
     # Default view: straight at the audience, the countdown (and the lectern's top) at the bottom of the frame.
     if len(heads):
         focus = heads

@@ -113,6 +113,9 @@ def _mini_series() -> dict[str, tuple[list[tuple[float, bool]], set[int]]]:
             "gap_extra": lambda v, w: [(0.3 * v, True), (0.7 * v, False)],
             "gap_long": lambda v, w: [(1.5 * v, True)],
             "gap_ectopic": lambda v, w: [(0.7 * v, True), (w + 0.3 * v, False)],
+            "late_pvc": lambda v, w: [(1.3 * v, False), (w - 0.3 * v, False)],
+            "long_then_gap": lambda v, w: [(1.5 * v, False), (w, True)],
+            "short_then_gap": lambda v, w: [(0.6 * v, False), (w, True)],
             "implausible_missed": lambda v, w: [(4000.0, False), (v + w, False)],
             "implausible_ectopic": lambda v, w: [(4000.0, False), (0.7 * v, False), (w + 0.3 * v, False)],
         }.items():

@@ -214,3 +214,21 @@ def test_a_dropped_value_is_logged(caplog):
     with caplog.at_level(logging.DEBUG, logger="biofeedback.rr"):
         _beats(STEADY + [4321.0] + STEADY)
     assert [r.getMessage() for r in caplog.records] == ["dropping implausible RR 4321.0 ms"]
+
+
+def test_a_spurious_beat_at_the_end_or_before_a_gap_merges_with_the_fragment_before_it():
+    c, beats = _beats(STEADY + [760.0, 60.0])  # the end of the data: nothing after it to merge with
+    assert [(b.kind, b.nn_ms, b.source_idx) for b in beats if b.kind != "normal"] == [("extra", 820.0, 9)]
+    c, beats = _beats(STEADY + [760.0, 60.0, 800.0, 805.0], gaps={10})  # lost beats before the next interval
+    assert [(b.kind, b.nn_ms, b.source_idx) for b in beats if b.kind != "normal"] == [("extra", 820.0, 9)]
+
+
+def test_a_spurious_beat_exactly_between_two_intervals_merges_with_the_later_one():
+    c, beats = _beats([800.0] * 9 + [60.0, 800.0, 800.0, 800.0])
+    assert [(b.kind, b.nn_ms, b.source_idx) for b in beats if b.kind != "normal"] == [("extra", 860.0, 10)]
+
+
+@pytest.mark.parametrize("rr", [250.0, 3000.0])
+def test_the_physiological_limits_themselves_are_plausible(rr):
+    r = clean_rr([rr] * 12)
+    assert r.artifact_idx.size == 0 and r.nn_ms.tolist() == [rr] * 12

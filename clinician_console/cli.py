@@ -56,7 +56,8 @@ class RunningConsole:
         self.accounts.close()
 
 
-def start_console(args: argparse.Namespace, *, runner: object | None = None, out=None) -> RunningConsole:
+def start_console(args: argparse.Namespace, *, runner: object | None = None, out=None,
+                  can_start: bool = False) -> RunningConsole:
     """Check the address, open the accounts and the store, create the first admin if needed, serve."""
     from clinician_console.accounts import Accounts
     from clinician_console.hub import ConsoleHub, runner_view
@@ -74,7 +75,7 @@ def start_console(args: argparse.Namespace, *, runner: object | None = None, out
     accounts = Accounts(Path(store.data_dir))
     token = accounts.bootstrap(os.environ.get("VREX_ADMIN_PASSWORD") or None)
     hub = ConsoleHub()
-    app = create_app(accounts, hub, store=store, config=config)
+    app = create_app(accounts, hub, store=store, config=config, can_start=can_start)
     server = ConsoleServer(app, config)
     url = server.start()
     print(f"vrex console: {url}", file=out, flush=True)
@@ -120,7 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
     from therapy.errors import TherapyError
 
     try:
-        console = start_console(args)
+        console = start_console(args, can_start=True)
     except ConsoleError as exc:
         raise TherapyError(str(exc)) from None
     stop = threading.Event()

@@ -39,6 +39,7 @@ from clinician_console.accounts import AccountError, Accounts, Login
 from clinician_console.controls import Control, ControlError, NoteBody, available, controls
 from clinician_console.fanout import Fanout
 from clinician_console.hub import ConsoleHub, event_dict, snapshot_dict
+from clinician_console.launcher import Launcher, LaunchError, StartRequest
 from therapy import commands as cmd
 from therapy.errors import TherapyError
 
@@ -142,9 +143,10 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
 
 
 def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config: ConsoleConfig | None = None,
-               setup_token_printer: Callable[[str], None] | None = None) -> FastAPI:
+               can_start: bool = False) -> FastAPI:
     """The console's ASGI app. ``store`` is a :class:`~therapy.store.SessionStore` for patients and past
-    sessions (``None``: those routes answer 503)."""
+    sessions (``None``: those routes answer 503). ``can_start``: sessions may be started from the page (the
+    standalone console; not when ``run --console`` already drives one)."""
     config = config or ConsoleConfig()
     app = FastAPI(title="vrex clinician console", version="1", docs_url=None, redoc_url=None,  # no CDN assets
                   description="Watch and steer live vrex sessions, manage patients, browse past sessions. "
@@ -166,9 +168,18 @@ def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config
         headers = {"Retry-After": "60"} if exc.status == 429 else None
         return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
 
+    @app.exception_handler(LaunchError)
+    async def _launch(request: Request, exc: LaunchError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    for family in _user_error_families():
+        @app.exception_handler(family)
+        async def _user_error(request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+
     @app.exception_handler(TherapyError)
     async def _therapy(request: Request, exc: TherapyError) -> JSONResponse:
-        status = 404 if str(exc).startswith(("no patient", "no session")) or "not found" in str(exc) else 400
+        status = 404 if str(exc).startswith(("no patient", "no session", "unknown patient")) else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.middleware("http")
@@ -343,6 +354,29 @@ def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config
         accounts.audit(login.user, "note", {"note_id": note["id"]}, session_id=sid, command=None, outcome="done")
         return note
 
+    launcher = Launcher(hub, Path(store.data_dir)) if can_start and store is not None else None
+    app.state.launcher = launcher
+
+    @app.get("/api/start-session", tags=["sessions"], summary="whether a session started here is running")
+    def start_state(login: Login = Depends(reader)) -> dict:
+        return {"can_start": launcher is not None, **(launcher.state() if launcher else {})}
+
+    @app.post("/api/start-session", tags=["sessions"], status_code=202,
+              summary="start a session for a patient (standalone console only; one at a time)")
+    def start_session(body: StartRequest, login: Login = Depends(therapist)) -> dict:
+        if launcher is None:
+            raise HTTPException(409, "this console shows a session started elsewhere ('run --console'): it cannot "
+                                     "start another; use 'python main.py console' to start sessions from the page")
+        params = body.model_dump()
+        try:
+            started = launcher.start(body, f"{login.user.role}:{login.user.username}")
+        except Exception as exc:
+            accounts.audit(login.user, "start_session", params, session_id=None, command=None,
+                           outcome=f"refused: {exc}")
+            raise
+        accounts.audit(login.user, "start_session", params, session_id=None, command=None, outcome="started")
+        return started
+
     # -- the live session ----------------------------------------------------------------------------
 
     @app.get("/api/live", tags=["live"], summary="the live session's snapshot and what can be done now")
@@ -494,6 +528,15 @@ def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config
             fanout.close(conn)
 
     return app
+
+
+def _user_error_families() -> tuple[type[Exception], ...]:
+    """The other packages' user-error families (a protocol that does not exist, a bad sensor spec...)."""
+    from biofeedback.errors import BiofeedbackError
+    from environments.errors import RenderError
+    from protocols.errors import ProtocolError
+
+    return (BiofeedbackError, RenderError, ProtocolError)
 
 
 def session_series(db_path: Path, session_id: str) -> dict[str, list]:

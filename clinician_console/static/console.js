@@ -382,10 +382,27 @@ function row(tbody, cells, onclick) {
 async function loadPatients() {
   const tb = $("patients").querySelector("tbody"); tb.innerHTML = "";
   try {
-    for (const p of await api("GET", "/api/patients")) row(tb, [p.code, p.birth_year, p.sessions, p.notes], () => loadSessions(p.code));
+    const patients = await api("GET", "/api/patients");
+    for (const p of patients) row(tb, [p.code, p.birth_year, p.sessions, p.notes], () => loadSessions(p.code));
+    const sel = $("st-patient"); sel.innerHTML = "";
+    for (const p of patients) { const o = document.createElement("option"); o.value = o.textContent = p.code; sel.appendChild(o); }
+    const start = await api("GET", "/api/start-session");
+    $("start-form").hidden = !start.can_start || state.me.role === "observer";
+    $("start-msg").textContent = start.last_error ? `last start failed: ${start.last_error}` : "";
     loadSessions(null);
   } catch (e) { row(tb, [e.message]); }
 }
+
+$("start-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const sensor = $("st-sensor").value.trim() || "sim";
+  try {
+    await api("POST", "/api/start-session", { patient: $("st-patient").value, protocol: $("st-protocol").value.trim(),
+      minutes: Number($("st-minutes").value), sensor, simulated_patient: $("st-simpatient").checked });
+    $("start-msg").textContent = "starting: the live page connects when the heart signal is valid";
+    document.querySelector('.tab[data-tab="live"]').click();
+  } catch (e) { $("start-msg").textContent = e.message; }
+});
 
 async function loadSessions(code) {
   $("sessions-title").textContent = code ? `Sessions of ${code}` : "All sessions";

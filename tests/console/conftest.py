@@ -159,10 +159,10 @@ def console(tmp_path: Path, accounts: Accounts):
     """``console(hub=None)`` -> (app, store): the console app on this test's data dir."""
     stores = []
 
-    def build(hub: ConsoleHub | None = None, config: ConsoleConfig | None = None):
+    def build(hub: ConsoleHub | None = None, config: ConsoleConfig | None = None, can_start: bool = False):
         store = open_store(tmp_path)
         stores.append(store)
-        return create_app(accounts, hub or ConsoleHub(), store=store, config=config), store
+        return create_app(accounts, hub or ConsoleHub(), store=store, config=config, can_start=can_start), store
 
     yield build
     for s in stores:

@@ -364,3 +364,43 @@ def test_accept_and_decline_offered_step_ups(make_live, console, accounts):
     row = accounts.audit_rows(live.live.session_id)[0]
     assert row["action"] == "decline_step_up" and row["event_kind"] == "StepUpResolved"
     live.finish()
+
+
+def test_the_standalone_console_starts_a_session(console, tmp_path):
+    """``python main.py console`` starts sessions through the same runner; mistakes are 4xx before anything
+    runs; the started session shows up live, can be ended from the console and is recorded."""
+    hub = ConsoleHub()
+    app, store = console(hub, can_start=True)
+    alice = make_client(app, "alice")
+    assert alice.get("/api/start-session").json()["can_start"] is True
+    assert call(alice, "POST", "/api/patients", {"code": "P01", "birth_year": 1990}).status_code == 201
+    r = call(alice, "POST", "/api/start-session", {"patient": "NOBODY"})
+    assert r.status_code == 404 and "NOBODY" in r.json()["detail"]
+    r = call(alice, "POST", "/api/start-session", {"patient": "P01", "protocol": "no-such-protocol"})
+    assert r.status_code == 400 and "no-such-protocol" in r.json()["detail"]
+    r = call(alice, "POST", "/api/start-session", {"patient": "P01", "minutes": 1.0})
+    assert r.status_code == 400 and "too short" in r.json()["detail"]
+    r = call(alice, "POST", "/api/start-session", {"patient": "P01", "sensor": "ble:AA", "speed": 5.0})
+    assert r.status_code == 422 and "simulated sensor" in r.json()["detail"]
+    r = call(make_client(app, "olga"), "POST", "/api/start-session", {"patient": "P01"})
+    assert r.status_code == 403
+    r = call(alice, "POST", "/api/start-session", {"patient": "P01", "speed": 40.0, "display": "none",
+                                                  "simulated_patient": True})
+    assert r.status_code == 202, r.text
+    live = hub.wait_attached(60)
+    assert live is not None and live.identity.patient == "P01"
+    r = call(alice, "POST", "/api/start-session", {"patient": "P01", "display": "none"})
+    assert r.status_code == 409 and "already running" in r.json()["detail"]
+    assert call(alice, "POST", "/api/live/end", {"confirm": True}).status_code == 202
+    assert app.state.launcher.wait(60)
+    state = alice.get("/api/start-session").json()
+    assert state["running"] is False and state["last_outcome"]["status"] == "stopped"
+    sessions = alice.get("/api/sessions", params={"patient": "P01"}).json()
+    assert [s["status"] for s in sessions] == ["stopped"]
+    assert store.session(sessions[0]["id"]).metadata["started_by"] == "therapist:alice"
+    actions = [row["action"] for row in alice.get("/api/audit").json()]
+    assert "start_session" in actions and "end" in actions
+    # a console attached to a session run elsewhere ('run --console') cannot start another
+    app2, _ = console(ConsoleHub())
+    r = call(make_client(app2, "alice"), "POST", "/api/start-session", {"patient": "P01"})
+    assert r.status_code == 409 and "cannot start another" in r.json()["detail"]

@@ -152,3 +152,35 @@ def test_wrong_password_is_shown(make_live, serve, bad):
         assert "wrong user name or password" in page.inner_text("#login-error")
         browser.close()
     harness.finish()
+
+
+def test_patients_and_past_sessions_in_chromium(make_live, serve, accounts):
+    """After a session: the patient's list, their sessions, one session's chart, events and a new note."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    harness = make_live(speed=40.0).start()
+    harness.wait_exposure()
+    outcome = harness.finish()
+    server = serve(harness.hub)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_context(bypass_csp=True).new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        log_in(page, server.url, "alice")
+        page.click(".tab[data-tab=patients]")
+        page.click("#patients tbody tr:has-text('P01')")
+        page.wait_for_selector("#sessions tbody tr:has-text('stopped')")
+        page.click("#sessions tbody tr:has-text('stopped')")
+        page.wait_for_selector("#session-detail", state="visible")
+        page.wait_for_selector("#sd-chart canvas")
+        assert "stopped" in page.inner_text("#sd-summary")
+        assert "level" in page.inner_text("#sd-events")
+        page.fill("#sd-note", "good session, habituated at level 1")
+        page.click("#sd-note-form button")
+        page.wait_for_selector("#sd-notes li:has-text('habituated at level 1')")
+        assert not errors, errors
+        browser.close()
+    notes = accounts.notes(outcome.session_id)
+    assert notes and notes[-1]["username"] == "alice" and "habituated" in notes[-1]["text"]

@@ -152,7 +152,13 @@ def _enclosed(d: _Dials) -> list[Layer]:
     """A lift or small room: the light's hum and the fan grow closer as the space shuts in; the lift motor
     runs while it moves (``moving``/``lift_moving``, else the middle of the hierarchy); when it stalls
     (``stalled``, else the top of the hierarchy) the motor stops and the shaft creaks."""
-    close = d.frac(("closeness", "enclosure", "door_closed", "door"), (0.0, 1.0), d.level_frac)
+    if d.env is not None and "width_m" in d.values:  # the lift: smaller, lower, shut = closer
+        shut = 1.0 - d.frac(("door_open_fraction",), (0.0, 1.0), 1.0)
+        small = 1.0 - (d.frac(("width_m",), (0.9, 3.5), 1.0) + d.frac(("depth_m",), (0.9, 3.5), 1.0)
+                       + d.frac(("ceiling_m",), (1.85, 3.2), 1.0)) / 3.0
+        close = _clamp(0.5 * shut + 0.5 * small)
+    else:
+        close = d.frac(("closeness", "enclosure", "door_closed", "door"), (0.0, 1.0), d.level_frac)
     stalled = d.frac(("stalled", "stall"), (0.0, 1.0), 1.0 if d.level_frac >= 0.8 else 0.0)
     moving = d.frac(("moving", "lift_moving", "motion"), (0.0, 1.0),
                     1.0 if 0.35 <= d.level_frac < 0.8 else 0.0) * (1.0 - stalled)
@@ -183,14 +189,16 @@ def _dogs(d: _Dials) -> list[Layer]:
     """Barking more often, in longer runs, and quicker panting as the dog gets more active (``activity``,
     ``barking``, ``agitation``, ``energy``; else the level), louder as it comes nearer (``distance_m``),
     deeper for a bigger dog (``size``); leaves rustle in a park behind."""
-    act = d.frac(("activity", "barking", "agitation", "energy", "arousal"), (0.0, 1.0), d.level_frac)
-    size = d.frac(("size", "dog_size", "size_m"), (0.0, 1.0), 0.5)
+    act = max(d.frac(("activity", "agitation", "energy", "arousal"), (0.0, 1.0), d.level_frac),
+              d.frac(("barking",), (0.0, 1.0), 0.0))  # a barking dog barks even when it stands still
+    size = d.frac(("dog_size_m", "size", "dog_size", "size_m"), (0.0, 1.0), 0.5)
     dist = d.raw(("distance_m", "distance"), 3.0)
     count = d.raw(("count", "dogs"), 1.0)
     db = -32.0 + 14.0 * act + min(6.0, 0.6 * _proximity_db(dist, 3.0, 0.5)) + 4.0 * math.log10(max(count, 1.0))
+    picture = d.frac(("picture",), (0.0, 1.0), 0.0)  # a photo of a dog makes no sound
     return [
-        Layer("dogs", SoundSpec("dogs", (("activity", _q(act)), ("size", _q(size)))), db_to_gain(db)),
-        Layer("leaves", SoundSpec("leaves", (("breeze", 0.25),)), db_to_gain(-40.0)),
+        Layer("dogs", SoundSpec("dogs", (("activity", _q(act)), ("size", _q(size)))), db_to_gain(db) * (1 - picture)),
+        Layer("leaves", SoundSpec("leaves", (("breeze", 0.25),)), db_to_gain(-34.0)),  # the park, dog or no dog
     ]
 
 
@@ -201,7 +209,7 @@ def _calm(d: _Dials) -> float:
 
 def _beach(d: _Dials) -> list[Layer]:
     """Surf breaking and washing up the sand; the waves settle (smaller, softer) as the calm response grows."""
-    waves = d.frac(("waves", "wave_height", "sea"), (0.0, 1.0), 0.5) * (1.0 - 0.6 * _calm(d))
+    waves = d.frac(("waves", "wave_height", "sea", "breeze"), (0.0, 1.0), 0.5) * (1.0 - 0.6 * _calm(d))
     return [
         Layer("surf", SoundSpec("surf", (("waves", _q(waves)),), seconds=14.0), db_to_gain(-24.0 + 8.0 * waves)),
         Layer("wind", SoundSpec("wind", (("strength", 0.0), ("gust", 0.25))), db_to_gain(-40.0)),

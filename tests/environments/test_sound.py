@@ -537,3 +537,18 @@ def test_only_the_output_module_imports_sounddevice() -> None:
     files = [root / "main.py", *(f for top in product for f in (root / top).rglob("*.py"))]
     strays = [str(p.relative_to(root)) for p in files if p.exists() and pattern.search(p.read_text("utf-8"))]
     assert strays == ["environments/sound/output.py"]
+
+
+@pytest.mark.parametrize("env", ["enclosed", "public_speaking", "dogs"])
+def test_the_installed_phobias_sound_louder_up_their_hierarchy(env) -> None:
+    """Mapped by the environments' real dials: the feared sound at the top level is louder than at level 0."""
+    from environments import registry
+
+    e = registry.get(env)
+    top = len(e.levels) - 1
+
+    def loudest(level: int) -> float:
+        layers = soundscape_for(env, e.level_values(level), level)
+        return max((layer.gain for layer in layers if layer.name in ("hum", "murmur", "dogs")), default=0.0)
+
+    assert loudest(top) > 3 * loudest(0)

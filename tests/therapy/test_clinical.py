@@ -364,3 +364,15 @@ def test_target_band_through_the_runtime_holds_arousal_in_band_within_its_rate_a
     rate = np.abs(np.diff(levels)) / np.diff([t for t, _ in shown])
     assert rate.max() <= 1.0 / 60.0 + 1e-6  # never faster than 1 level per minute (no safety drop happened)
     assert not [e for e in s.of(LevelChanged) if "at once" in e.reason]
+
+
+@pytest.mark.parametrize("name", ["heights-graded", "spiders-graded", "dogs-graded", "enclosed-graded",
+                                  "public-speaking-graded", "hrv-biofeedback", "resonance-assessment"])
+def test_every_builtin_protocol_runs_a_whole_session(virtual_session, name):
+    s = virtual_session(minutes=16, seed=3, protocol=name)
+    assert s.status is EndStatus.COMPLETED
+    phases = [e.phase for e in s.of(PhaseChanged)]
+    middle = Phase.BREATHING if name in ("hrv-biofeedback", "resonance-assessment") else Phase.EXPOSURE
+    assert phases[:2] == [Phase.BASELINE, middle] and phases[-2:] == [Phase.RECOVERY, Phase.ENDED]
+    if middle is Phase.EXPOSURE:
+        assert len({e.level for e in s.of(LevelChanged)}) >= 2  # the simulated patient climbs the hierarchy

@@ -78,10 +78,10 @@ def start_console(args: argparse.Namespace, *, runner: object | None = None, out
     app = create_app(accounts, hub, store=store, config=config, can_start=can_start)
     server = ConsoleServer(app, config)
     url = server.start()
-    print(f"vrex console: {url}", file=out, flush=True)
     if token:
-        print(f"vrex console: first start: create the admin account at {url} with the one-time setup token "
+        print(f"vrex console: first start: create the admin account in the page with the one-time setup token "
               f"{token} (shown only now; or set VREX_ADMIN_PASSWORD)", file=out, flush=True)
+    print(f"vrex console: {url}", file=out, flush=True)  # last: scripts may stop reading here
     return RunningConsole(server, hub, accounts, url, runner_view(runner) if runner is not None else None)
 
 

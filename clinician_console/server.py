@@ -28,15 +28,30 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import (
+    Body,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Request,
+    Response,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from clinician_console.accounts import AccountError, Accounts, Login
-from clinician_console.controls import Control, ControlError, NoteBody, available, controls
+from clinician_console.controls import (
+    Control,
+    ControlError,
+    NoteBody,
+    available,
+    controls,
+)
 from clinician_console.fanout import Fanout
 from clinician_console.hub import ConsoleHub, event_dict, snapshot_dict
 from clinician_console.launcher import Launcher, LaunchError, StartRequest
@@ -225,7 +240,6 @@ def create_app(accounts: Accounts, hub: ConsoleHub, *, store: Any = None, config
     therapist = role("therapist", write=True)
     admin_read = role("admin", write=False)
     admin_write = role("admin", write=True)
-    writer = role("observer", write=True)
 
     def with_store() -> Any:
         if store is None:

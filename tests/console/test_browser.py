@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO_ROOT, require
 from tests.console.conftest import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -16,7 +17,6 @@ from tests.console.conftest import (
     gl_available,
     require_browser,
 )
-from tests.conftest import REPO_ROOT, require
 from therapy.store import open_store
 
 SCREENSHOT = REPO_ROOT / "docs" / "console.png"
@@ -42,7 +42,8 @@ def test_therapist_watches_and_steers_a_session_in_chromium(make_live, serve, tm
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_context(viewport={"width": 1600, "height": 1000}, bypass_csp=True).new_page()  # CSP forbids eval
+            # bypass_csp: the page's CSP forbids eval, which the test's wait_for_function strings need
+            page = browser.new_context(viewport={"width": 1600, "height": 1000}, bypass_csp=True).new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             log_in(page, server.url, "alice")

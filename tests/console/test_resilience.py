@@ -10,7 +10,13 @@ import threading
 from pathlib import Path
 
 from clinician_console.accounts import Accounts
-from tests.console.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORDS, LiveHarness, require_browser
+from tests.console.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORDS,
+    LiveHarness,
+    require_browser,
+)
 from therapy.store import open_store
 
 

@@ -127,9 +127,10 @@ def write_gallery(out: Path, *, size: tuple[int, int] = (320, 360), msaa: int = 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RenderError(f"cannot create {out}: {exc.strerror or exc}; choose a writable --out folder") from exc
-    images = render_many((SceneState(environment=n, level=lv) for n, lv in shots), eye_size=size, msaa=msaa)
+    images = list(render_many((SceneState(environment=n, level=lv) for n, lv in shots), eye_size=size, msaa=msaa))
     for (name, lv), rgb in zip(shots, images):
         write_png(out / f"{name}_{lv:02d}.png", rgb)
+    write_png(out / "sheet.png", _contact_sheet(shots, images, size))  # one picture for a README
     rows = []
     for entry in catalogue():
         if entry["name"] not in names:
@@ -156,6 +157,21 @@ def write_gallery(out: Path, *, size: tuple[int, int] = (320, 360), msaa: int = 
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
+
+
+def _contact_sheet(shots, images, size: tuple[int, int]):
+    """Every environment on a row of its own (levels 0, middle, max), as one RGB array."""
+    import numpy as np
+
+    names = list(dict.fromkeys(name for name, _ in shots))
+    w, h = size
+    sheet = np.full((len(names) * h, 3 * w, 3), 255, np.uint8)
+    column: dict[str, int] = {}
+    for (name, _), rgb in zip(shots, images):
+        row, col = names.index(name), column.get(name, 0)
+        column[name] = col + 1
+        sheet[row * h:(row + 1) * h, col * w:(col + 1) * w] = rgb
+    return sheet
 
 
 def _gallery(args: argparse.Namespace) -> int:

@@ -266,7 +266,16 @@ def test_gallery_renders_levels_0_middle_and_max_with_a_contact_sheet(tmp_path, 
                      "--environment", "spiders", "--environment", "safe_place"]) == 0
     top = registry.info("spiders").max_level
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == sorted([f"spiders_{lv:02d}.png" for lv in (0, top // 2, top)] + ["safe_place_00.png"])
+    assert pngs == sorted([f"spiders_{lv:02d}.png" for lv in (0, top // 2, top)] + ["safe_place_00.png",
+                                                                                      "sheet.png"])
+    # the one-picture sheet: a row per environment, its levels side by side, every image in its place
+    import numpy as np
+    from PIL import Image
+
+    sheet = np.asarray(Image.open(out / "sheet.png").convert("RGB"))
+    assert sheet.shape == (2 * 54, 3 * 48, 3)
+    first = np.asarray(Image.open(out / "spiders_00.png").convert("RGB"))
+    assert np.array_equal(sheet[:54, :48], first) and sheet[54:, 48:].min() == 255  # safe place: one level
     page = (out / "index.html").read_text()
     for lv in (0, top // 2, top):
         lvl = registry.info("spiders").levels[lv]

@@ -203,7 +203,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     from therapy.runner import DEMO_PATIENT
 
     return _start(args, patient=DEMO_PATIENT, sensor=f"sim:{args.seed}", command="demo", simulated_patient=True,
-                  seed=args.seed, signal_timeout_s=30.0, simulated_therapist=True)
+                  seed=args.seed, signal_timeout_s=30.0,
+                  simulated_therapist=not args.console)  # with --console a person confirms the step-ups
 
 
 def _run_session(args: argparse.Namespace) -> int:

@@ -17,4 +17,5 @@ def register(bench: argparse._SubParsersAction) -> None:
     render.register(bench)
     link.register(bench)
     __import__("bench.lsl").lsl.register(bench)
+    __import__("bench.live").live.register(bench)
     __import__("bench.console").console.register(bench)

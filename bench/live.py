@@ -103,6 +103,7 @@ def bench_live_command(args: argparse.Namespace) -> int:
         from therapy.errors import TherapyError
 
         raise TherapyError(f"--seconds {args.seconds:g} must be greater than 0")
+    _measure(min(5.0, args.seconds), slow=False)  # warm-up (imports, first session): not reported
     rows = {"without slow observer": _measure(args.seconds, slow=False),
             "with a 1 s/event observer": _measure(args.seconds, slow=True)}
     table = Table(title=f"session tick lateness on the LSL clock ({args.seconds:g} s each)")

@@ -187,6 +187,7 @@ class SessionRunner:
         self._status: EndStatus | None = None
         self._error: BaseException | None = None
         self._request_capture: Callable[[Path], concurrent.futures.Future[Path]] | None = None
+        self._request_rgb: Callable[[str], concurrent.futures.Future] | None = None
         self._research: dict[str, object] = {}
 
     # -- 1. checks --------------------------------------------------------------------------------
@@ -294,6 +295,7 @@ class SessionRunner:
         self._commands = commands
         loop = RenderLoop(display, self.scene, on_input=lambda ev: cmd.put_patient_input(commands, ev))
         self._request_capture = loop.request_capture
+        self._request_rgb = loop.request_rgb
         stop_render = threading.Event()
         signals_seen: list[str] = []  # the handler only appends (no locks in a signal handler)
 
@@ -336,6 +338,7 @@ class SessionRunner:
             render_error = f"rendering failed: {exc}"
             commands.put(cmd.Abort(source="renderer", reason=render_error))
         finally:
+            self._request_rgb = None  # the loop has stopped: no frame will come
             if sound is not None:
                 sound.stop()
             if not self.done.wait(30.0):
@@ -343,6 +346,19 @@ class SessionRunner:
             for s, handler in previous.items():
                 signal.signal(s, handler)
         return render_error
+
+    def request_rgb(self, eye: str = "left") -> concurrent.futures.Future:
+        """The next rendered frame of what the patient sees, as an (H, W, 3) array (the console's patient view).
+
+        Without a display, or once rendering has stopped, the future holds a :class:`RenderError` at once."""
+        from environments.errors import RenderError
+
+        request = self._request_rgb
+        if request is not None and not self.done.is_set():
+            return request(eye)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_exception(RenderError("no frame: this session renders nothing now (no display, or it ended)"))
+        return future
 
     def _pace_rendering(self, loop) -> None:
         """While the session's paced clock falls behind the wall (a CPU-only renderer starving the session's

@@ -234,6 +234,7 @@ class SessionRuntime:
         self._shown_level = float(self.level)  # what the patient sees: ramps towards the target
         self._continuous: float | None = None  # target_band: the continuous level the controller asks for
         self._scene_t_s = self._t0  # when the ramp last moved
+        self._ramp_kick = False  # a level just changed: the ramp takes its first tick's step at once
         self._env_switched_s = self._t0
         self._env_name = safe_environment.name
         self._seq = 0
@@ -876,6 +877,7 @@ class SessionRuntime:
         self._controller.on_level_changed(now, step)
         self._last_recommendation = None
         self._publish(LevelChanged(now, self._env.name, self.level, previous, cause, reason, step=step))
+        self._ramp_kick = True
         visit = _Visit(self.level, now)
         if self._anticipated_for is not None and self._anticipated_for[0] == step:
             visit.anticipated = self._anticipated_for[1]
@@ -959,6 +961,9 @@ class SessionRuntime:
         # jump, and by the time elapsed: a scene published between ticks (after a command) does not speed it up.
         ramp_s = self._protocol.exposure.ramp_s
         step = max(0.0, now - self._scene_t_s) / ramp_s if ramp_s > 0 else float("inf")
+        if self._ramp_kick:  # the patient (and the console's view) sees a level change start at once
+            step = max(step, self.tick_s / ramp_s if ramp_s > 0 else float("inf"))
+            self._ramp_kick = False
         self._scene_t_s = max(self._scene_t_s, now)
         target = float(self.level)
         if self._continuous is not None:  # target_band: a continuous position between this step and the next

@@ -223,3 +223,33 @@ def test_recovery_shows_the_breathing_pacer_at_the_protocols_rate(render, tmp_pa
     changed = (np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 8).sum()
     shown = (np.abs(none.astype(int) - b.astype(int)).max(axis=2) > 8).sum()
     assert changed >= 20 and shown >= 20, (changed, shown)  # the light grows and shrinks on screen
+
+
+def test_the_runner_offers_the_patients_view_while_it_renders(tmp_path):
+    """What the console shows as the patient's view: the next frame the session's render loop draws."""
+    from environments.errors import RenderError
+
+    got: dict = {}
+
+    def look(live: LiveSession) -> None:
+        try:
+            got["rgb"] = runner_box["runner"].request_rgb("left").result(timeout=HANG_GUARD_S)
+        finally:
+            live.commands.put(cmd.Stop(source="test", reason="looked"))
+
+    runner_box: dict = {}
+
+    def remember(live: LiveSession) -> None:
+        runner_box.setdefault("live", live)
+
+    with open_store(tmp_path) as store:
+        store.add_patient("P01", birth_year=1990)
+    runner = SessionRunner(
+        SessionRequest(patient="P01", sensor="sim:2", minutes=8, data_dir=tmp_path, capture_frames=False, xdf=False,
+                       lsl=False, display="headless", eye_size=(64, 72), fps=30.0, protocol=short_protocol()),
+        clock=PacedClock(20.0), observers=[remember, when_phase(Phase.EXPOSURE, look)])
+    runner_box["runner"] = runner
+    runner.run()
+    assert got["rgb"].shape == (72, 64, 3) and got["rgb"].std() > 5.0
+    with pytest.raises(RenderError, match="renders nothing now"):
+        runner.request_rgb("left").result(timeout=1)  # after the session: an answer at once, never a hang

@@ -52,7 +52,7 @@ def test_bad_protocol_names_key_and_value(toml, expected):
 
 
 def test_unknown_protocol_lists_builtins(tmp_path):
-    with pytest.raises(ProtocolError, match="built-in protocols are heights-graded, hrv-biofeedback, resonance-assessment, spiders-graded"):
+    with pytest.raises(ProtocolError, match="built-in protocols are dogs-graded, enclosed-graded, heights-graded, hrv-biofeedback, public-speaking-graded, resonance-assessment, spiders-graded"):
         load_protocol("spiderz")
     with pytest.raises(ProtocolError, match="cannot read protocol file"):
         load_protocol(str(tmp_path / "missing.toml"))

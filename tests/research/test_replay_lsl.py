@@ -132,3 +132,24 @@ def test_monitor_consumes_a_replayed_session(recorded_session, tmp_path):
     summary = json.loads(out.read_text())
     assert summary["link"] == "connected" and summary["state"]["beats"] >= 3
     assert 40 <= summary["state"]["hr_bpm"] <= 140
+
+
+def test_run_consumes_a_replayed_session_as_a_live_lsl_sensor(recorded_session, tmp_path):
+    """A researcher replays a recorded session on LSL; ``run --sensor lsl:...`` runs a new session on it in real
+    time, as on a live strap (baseline, exposure), through the runner."""
+    from tests.ble.test_run_live_sensors import assert_a_live_session, run_live
+
+    session, folder = recorded_session
+    with open_store(folder) as store:
+        data = load_session(store, session.session_id)
+    station = f"rp{os.getpid()}run"
+    player = LslPlayer(data.streams("recorded"), station=station, origin="test", speed=1.0)
+    stop = threading.Event()
+    threading.Thread(target=player.run, args=(stop,), daemon=True).start()
+    try:
+        log, runner = run_live(tmp_path / "live", f"lsl:vrex.{station}.RR")
+    finally:
+        stop.set()
+        player.close()
+    assert_a_live_session(log, runner)
+    assert f"vrex.{station}.RR" in runner.live.identity.sensor or "lsl" in runner.live.identity.sensor.lower()

@@ -127,9 +127,9 @@ _LEVELS: list[tuple[str, str, dict[str, float]]] = [
     ("Spiders at your feet", "Three spiders, one big and hairy (15 cm), walk around your feet within half a "
      "metre.",
      _lv(0.35, 15, 3, 0.35, hairiness=1.0)),
-    ("Many running spiders", "Eight spiders, big hairy ones among them: two cross the table towards your hands, "
-     "the others run towards you and around you on the floor; the nearest stops at your feet.",
-     _lv(0.25, 15, 8, 0.7, approach=1.0, hairiness=1.0, on_table=0.25)),
+    ("Many running spiders", "Eight spiders, big hairy ones among them (up to 20 cm): two cross the table towards "
+     "your hands, the others run towards you and around you on the floor; the nearest stops at your feet.",
+     _lv(0.25, 20, 8, 0.7, approach=1.0, hairiness=1.0, on_table=0.25)),
 ]
 
 
@@ -438,7 +438,8 @@ SEATED_EYE_M = 1.2  # at the table: how spider exposure is done in the clinic, t
 VIEW_MARGIN = 1.35  # the framed spiders fill about three quarters of the view's height
 
 
-def framing(points: np.ndarray, min_radius_m: float, eye_m: float = STANDING_EYE_M) -> tuple[float, float, float]:
+def framing(points: np.ndarray, min_radius_m: float, eye_m: float = STANDING_EYE_M,
+            min_fovy_deg: float = 35.0) -> tuple[float, float, float]:
     """(pitch, yaw, vertical fov in degrees) of a view from an eye ``eye_m`` high that frames ``points``.
 
     The view looks at their centre; the field of view covers every point and a
@@ -453,7 +454,7 @@ def framing(points: np.ndarray, min_radius_m: float, eye_m: float = STANDING_EYE
     w = np.asarray(points, float) - eye
     cosang = (w @ u) / np.maximum(np.linalg.norm(w, axis=1), 1e-6)
     half = max(float(np.arccos(np.clip(cosang, -1.0, 1.0)).max()), math.atan2(min_radius_m, dist))
-    fovy = min(100.0, max(35.0, math.degrees(2.0 * math.atan(VIEW_MARGIN * math.tan(half)))))
+    fovy = min(100.0, max(min_fovy_deg, math.degrees(2.0 * math.atan(VIEW_MARGIN * math.tan(half)))))
     pitch = math.atan2(float(v[1]), float(math.hypot(v[0], v[2])))
     yaw = math.atan2(-float(v[0]), -float(v[2]))  # positive turns left (towards -x)
     return pitch, yaw, fovy
@@ -499,7 +500,8 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
     # Untracked displays frame what the level is about (a headset's own pose replaces this), seated at the
     # table when that is where it happens.
     eye_m = SEATED_EYE_M if focus[0, 1] >= TABLE_TOP_M - 0.01 and focus[0, 1] < 1.0 else STANDING_EYE_M
-    pitch, yaw, fovy = framing(focus, room_m, eye_m)
+    # at the table the view may narrow further: spiders within reach of the hands fill it, as they would the eyes
+    pitch, yaw, fovy = framing(focus, room_m, eye_m, min_fovy_deg=26.0 if eye_m == SEATED_EYE_M else 35.0)
     return s.build(
         LOOK,
         (0.0, 0.0, 0.0),

@@ -222,16 +222,15 @@ def _feared_share(render, env: str, level: int, removed: tuple, size=(160, 180),
 def test_spiders_top_level_view_frames_spiders_on_the_table_within_reach(render):
     """Seated at the table, two spiders cross it towards the hands; they fill a measurable part of the view.
 
-    The mask is what changes when the spiders shrink to 5 mm specks. At a realistic
-    15 cm leg span (thin legs, a 5 cm body), seen from a seated patient's eyes with
-    a 35-degree view, the two spiders cover about 1.8 % of the frame (each spans a
-    third of its width); 5 % would take a narrower, telephoto view.
+    The mask is what changes when the spiders shrink to 5 mm specks. The top level's largest spiders span 20 cm
+    (big, hairy, thick-legged); seen from a seated patient's eyes with the table framed (a 26-degree view on
+    untracked displays; a headset uses its own), the two on the table cover about 6 % of the frame.
     """
     top = registry.info("spiders").max_level
     build = registry.build("spiders", top)
     assert build.view_eye_height_m == pytest.approx(1.2) and build.view_fovy_deg < 50
     mask, shown = _feared_share(render, "spiders", top, (("size_cm", 0.5),))
-    assert mask.mean() > 0.015
+    assert mask.mean() >= 0.05
     ys, xs = np.nonzero(mask)
     assert xs.max() - xs.min() > 0.25 * mask.shape[1]  # spiders spread over the table, not one speck
     assert shown[mask].mean() < 110  # dark spiders on the light table

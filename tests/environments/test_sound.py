@@ -396,24 +396,25 @@ def test_the_device_callback_plays_the_mix_and_never_raises() -> None:
 
 
 _REAL_PORTAUDIO = r"""
-import json, sys, time
+import json, sys, threading
 import numpy as np
 from environments.scene_state import SceneState, SceneStateBox
 from environments.sound import SoundEngine
 box = SceneStateBox(SceneState("heights", 12))
 eng = SoundEngine(box)
 seen = {"blocks": 0, "loudest": 0.0}
+heard = threading.Event()
 render = eng.mixer.render
 def spy(n):  # ALSA's null device takes blocks as fast as they come: keep counts, not blocks
     out = render(n)
     seen["blocks"] += 1
     seen["loudest"] = max(seen["loudest"], float(np.sqrt(np.mean(out.astype(np.float64) ** 2))))
+    if seen["loudest"] >= 1e-3:
+        heard.set()
     return out
 eng.mixer.render = spy
 eng.start()
-deadline = time.monotonic() + 10
-while seen["loudest"] < 1e-3 and time.monotonic() < deadline:
-    time.sleep(0.05)
+heard.wait(10)  # until the stream has played the mix (the timeout only guards against a hang)
 eng.stop()
 print(json.dumps({"active": eng.output.active, "what": eng.output.description, **seen}))
 """

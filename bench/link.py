@@ -9,9 +9,7 @@ over bumble's in-process radio, so it needs no adapter (but the virtual-ble extr
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import sys
 import time
 from pathlib import Path
@@ -72,7 +70,9 @@ def bench_link_command(args: argparse.Namespace) -> int:
         f"worst case by design (reappearing during the longest backoff sleep, {result['policy']['backoff_max_s']:g} s): "
         f"<= {_fmt(s['worst_case_bound_s'], '.2f')} s"
     )
-    _write_json(args.json, result)
+    from biofeedback.cli import write_json
+
+    write_json(args.json, result)
     console.print(f"wrote {args.json}")
     return 0 if s["target_met"] else 1
 
@@ -172,16 +172,3 @@ async def _bench_link(args: argparse.Namespace) -> dict[str, Any]:
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n", encoding="utf-8")
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return str(value)

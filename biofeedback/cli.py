@@ -56,7 +56,7 @@ def devices_command(args: argparse.Namespace) -> int:
     found = asyncio.run(ble.scan_heart_sensors(args.timeout, backend=backend))
     console = Console()
     if args.json is not None:
-        _write_json(args.json, {"timeout_s": args.timeout, "sensors": [_found_dict(s) for s in found]})
+        write_json(args.json, {"timeout_s": args.timeout, "sensors": [_found_dict(s) for s in found]})
     if not found:
         console.print(f"no heart-rate sensors found in {args.timeout:g} s (switch the strap on and wet its electrodes)")
         return 0
@@ -99,7 +99,7 @@ def monitor_command(args: argparse.Namespace) -> int:
         raise SensorSpecError(f"--speed {args.speed:g} only applies to sim and replay sensors; a {kind} sensor runs in real time")
     summary = asyncio.run(_monitor(args))
     if args.json is not None:
-        _write_json(args.json, summary)
+        write_json(args.json, summary)
     return 0
 
 
@@ -194,7 +194,8 @@ def _monitor_table(description: str, state: Any, status: dict[str, Any], elapsed
     return table
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write a result as indented JSON (numpy scalars as numbers, nan/inf as null), creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n", encoding="utf-8")
 

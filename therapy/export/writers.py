@@ -16,13 +16,12 @@ import contextlib
 import csv
 import json
 import math
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from therapy.errors import OutputDirError, TherapyError
+from therapy.errors import TherapyError
 from therapy.export.recorded import SessionData, read_xdf
 from therapy.sinks.streams import PHASE_CODES, shown_dials
 from therapy.sinks.xdf import XdfWriter
@@ -32,16 +31,9 @@ PHASE_NAMES = {v: k for k, v in PHASE_CODES.items()}
 
 def prepare_out(path: Path) -> Path:
     """Create ``path`` and prove it is writable before reading anything (one clear line otherwise)."""
-    path = Path(path).expanduser()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".vrex-write-test-{uuid.uuid4().hex}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputDirError(f"cannot write to export folder {path}: {exc.strerror or exc}; pass a writable --out "
-                             "folder") from None
-    return path.resolve()
+    from therapy.store import prepare_output_dir
+
+    return prepare_output_dir(path, what="export folder", option="--out folder")
 
 
 @contextlib.contextmanager

@@ -603,8 +603,9 @@ class SessionWriter:
             self._lock_path.unlink(missing_ok=True)
 
 
-def prepare_output_dir(path: Path) -> Path:
-    """Create ``path`` if needed and prove it is writable, before anything of the session starts."""
+def prepare_output_dir(path: Path, *, what: str = "data directory", option: str = "--data-dir") -> Path:
+    """Create ``path`` if needed and prove it is writable before anything is read or written; an
+    :class:`OutputDirError` names the folder and the option to change otherwise."""
     path = Path(path).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -613,5 +614,5 @@ def prepare_output_dir(path: Path) -> Path:
         probe.unlink()
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise OutputDirError(f"cannot write to data directory {path}: {reason}; pass a writable --data-dir") from None
+        raise OutputDirError(f"cannot write to {what} {path}: {reason}; pass a writable {option}") from None
     return path.resolve()

@@ -113,7 +113,7 @@ def test_a_broken_add_on_is_skipped_with_a_warning_and_the_rest_still_load(tmp_p
 
 # ----------------------------------------------------------------------------- every level renders
 @pytest.mark.gl
-@pytest.mark.parametrize("name", ["heights", "spiders", "safe_place"])
+@pytest.mark.parametrize("name", ["heights", "spiders", "safe_place", "dogs", "beach", "forest"])
 def test_every_level_renders_and_levels_0_middle_and_max_differ(name, gl_ctx):
     from environments.renderer import HeadPose, Renderer
 
@@ -133,8 +133,9 @@ def test_every_level_renders_and_levels_0_middle_and_max_differ(name, gl_ctx):
     finally:
         r.release()
     picks = sorted({0, info.max_level // 2, info.max_level})
+    # the relaxation presets change light and haze, not content: a smaller difference
     for a, b in zip(picks, picks[1:]):
-        assert _diff(shots[a], shots[b]) > 5, (name, a, b)
+        assert _diff(shots[a], shots[b]) > (1.5 if registry.info(name).kind == "relaxation" else 5), (name, a, b)
 
 
 @pytest.mark.gl

@@ -154,8 +154,10 @@ LEFT_HAND_DEVICE = 4
 class StandInSystem:
     """Answers like IVRSystem, with real openvr structs: scripted events and thumbstick axes."""
 
-    def __init__(self, answer=90.0, size=(64, 72)) -> None:
+    def __init__(self, answer=90.0, size=(64, 72), clock=None) -> None:
         self.answer = answer
+        self.clock = clock
+        self._stick_until: dict[int, float] = {}
         self.asked: list[tuple[int, int]] = []
         self.size = size
         self.events: list[openvr.VREvent_t] = []
@@ -207,10 +209,19 @@ class StandInSystem:
         return {openvr.TrackedControllerRole_RightHand: RIGHT_HAND_DEVICE,
                 openvr.TrackedControllerRole_LeftHand: LEFT_HAND_DEVICE}.get(role, openvr.k_unTrackedDeviceIndexInvalid)
 
+    def push_stick(self, index: int, x: float, for_s: float) -> None:
+        """Deflect a stick for ``for_s`` seconds of the injected clock, released by the stand-in itself, so the
+        span does not depend on when a test thread next wakes up."""
+        self._stick_until[index] = self.clock() + for_s
+        self.stick_x[index] = x
+
     def getControllerState(self, index):
         state = openvr.VRControllerState_t()
         if index not in self.stick_x:
             return False, state
+        if index in self._stick_until and self.clock() >= self._stick_until[index]:
+            del self._stick_until[index]
+            self.stick_x[index] = 0.0
         state.rAxis[0].x = self.stick_x[index]
         return True, state
 

@@ -128,7 +128,7 @@ def test_the_headset_suds_panel_is_answered_with_thumbstick_and_trigger(gl_ctx, 
     from tests.environments.test_openvr_loop import StandInRuntime
 
     ft = FakeTime()
-    system = StandInSystem(size=(48, 54))
+    system = StandInSystem(size=(48, 54), clock=ft.clock)
     runtime = StandInRuntime(system, StandInCompositor(clock=ft, wait_s=1 / 90))
     answered = threading.Event()
 
@@ -136,11 +136,9 @@ def test_the_headset_suds_panel_is_answered_with_thumbstick_and_trigger(gl_ctx, 
         while not (live.snapshot().shown and live.snapshot().shown.suds_prompt):
             if answered.wait(0.05):  # the hang guard below ends this loop if the session never asks
                 return
-        system.stick_x[RIGHT_HAND_DEVICE] = 1.0
-        start = ft.t
-        while ft.t - start < 0.5:  # half a second of headset frames (the display's own clock)
-            answered.wait(0.01)
-        system.stick_x[RIGHT_HAND_DEVICE] = 0.0
+        system.push_stick(RIGHT_HAND_DEVICE, 1.0, for_s=0.5)  # half a second of headset frames (display clock)
+        while system.stick_x[RIGHT_HAND_DEVICE] != 0.0 and not answered.wait(0.01):
+            pass
         system.events.append(event(openvr.VREvent_ButtonPress, RIGHT_HAND_DEVICE, openvr.k_EButton_SteamVR_Trigger))
 
     def stop_on_answer(live: LiveSession) -> None:
@@ -158,7 +156,7 @@ def test_the_headset_suds_panel_is_answered_with_thumbstick_and_trigger(gl_ctx, 
     )
     (rating,) = [e for e in log.events if isinstance(e, SudsRecorded)]
     assert rating.source == "patient (openvr)" and rating.suds_kind == "entry"
-    assert rating.value == pytest.approx(70, abs=3)
+    assert rating.value == pytest.approx(70, abs=1.5)  # 45 frames of 1/90 s, one frame either way
     with open_store(tmp_path) as store:
         (row,) = store.session_details(runner.live.session_id)["suds"]
     assert row["kind"] == "entry" and row["source"] == "patient (openvr)"

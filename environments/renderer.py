@@ -26,7 +26,7 @@ import numpy as np
 from environments import meshes, panel_text, registry, shaders
 from environments.environment import EnvironmentShader
 from environments.errors import RenderError
-from environments.scene_build import INSTANCE_FLOATS, PACER, SceneBuild
+from environments.scene_build import DEFAULT_FOVY_DEG, INSTANCE_FLOATS, PACER, SceneBuild
 from environments.scene_state import SceneState
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ PACER_DISTANCE_M = 2.5
 PANEL_EYE_HEIGHT_M = 1.2
 EASE_S = 1.5  # how long a dial change takes to arrive on screen
 EASE_STEPS = 12  # rebuilds along the way (each is a bulk rebuild of the instance arrays)
-DEFAULT_FOVY_DEG = 100.0  # HeadPose.default: a headset-like vertical field of view
 STANDING_EYE_M = 1.65  # HeadPose.default: a standing patient's eye height
 
 

@@ -46,6 +46,9 @@ class SceneLook:
     indoor: bool = False  # no sky disc, walls close the view
 
 
+DEFAULT_FOVY_DEG = 100.0  # the untracked view (HeadPose.default): a headset-like vertical field of view
+
+
 @dataclass(slots=True)
 class SceneBuild:
     """One built level: per-mesh instance rows, split into opaque and transparent (glass) sets."""

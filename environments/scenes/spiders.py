@@ -35,7 +35,7 @@ PRINT = ENV_MATERIAL_BASE + 2  # the framed print's paper
 
 DIALS = (
     Dial("distance_m", "m", 0.1, 6.0, 2.5, True, "floor distance from the feet to the nearest free spider "
-         "(where a darting one stops)", fear_rises_with_value=False),
+         "(where a darting one stops) or to the closed box", fear_rises_with_value=False),
     Dial("size_cm", "cm", 0.5, 30.0, 6.0, True, "leg span of the largest spider"),
     Dial("count", "", 1.0, 12.0, 1.0, True, "how many spiders are in the room"),
     Dial("speed", "", 0.0, 1.0, 0.0, True, "0 still .. 1 running (about 0.6 m/s)"),
@@ -45,8 +45,8 @@ DIALS = (
          fear_rises_with_value=False),
     Dial("picture", "", 0.0, 1.0, 0.0, True, "1 shows only a framed picture of a spider on the far wall",
          fear_rises_with_value=False),
-    Dial("on_table", "", 0.0, 1.0, 0.0, True, "share of the spiders on the table in front of the patient "
-         "(1: all; a closed box stands there from 0.5)"),
+    Dial("on_table", "", 0.0, 1.0, 0.0, True, "share of the spiders on the table in front of the patient, "
+         "the biggest first (1: all; a closed box stands there from 0.5)"),
 )
 
 SHADER = EnvironmentShader(
@@ -92,41 +92,45 @@ def _lv(distance_m, size_cm, count, speed, approach=0.0, hairiness=0.2, containe
                 hairiness=hairiness, contained=contained, picture=picture, on_table=on_table)
 
 
+# Every fear-relevant dial moves one way only up the hierarchy (nearer, bigger, more, faster, hairier, out of the
+# box, onto the table), so a step up never gives back something a step down took away. The picture counts as
+# contained: nothing real is in the room yet.
 _LEVELS: list[tuple[str, str, dict[str, float]]] = [
     ("Picture on the far wall", "A framed picture of a spider hangs above the sideboard on the far wall, 5.5 m "
      "away; there is no real spider in the room.",
-     _lv(5.5, 30, 1, 0.0, picture=1.0)),
-    ("Closed box across the room", "A small spider (6 cm) sits still inside a closed glass box on the sideboard "
-     "across the room, 5 m away.",
-     _lv(5.2, 6, 1, 0.0, contained=1.0)),
-    ("Closed box on the table", "The closed glass box now stands on the table right in front of you; the small "
-     "spider inside walks slowly around.",
-     _lv(0.8, 6, 1, 0.15, contained=1.0, on_table=1.0)),
-    ("Free spider, 2.5 m", "A small spider (6 cm), free, sits still on the rug 2.5 m in front of you; nothing "
-     "between you and it.",
+     _lv(5.5, 6, 1, 0.0, contained=1.0, picture=1.0)),
+    ("Closed box across the room", "A small spider (6 cm) sits still inside a closed glass box on the floor by the "
+     "sideboard across the room, 4.7 m away.",
+     _lv(4.7, 6, 1, 0.0, contained=1.0)),
+    ("Closed box, 3.5 m", "The closed glass box now stands on the rug 3.5 m in front of you; the small spider "
+     "inside sits still.",
+     _lv(3.5, 6, 1, 0.0, contained=1.0)),
+    ("Closed box, 2.5 m", "The closed glass box stands on the rug 2.5 m in front of you; you can make out the "
+     "spider's legs through the glass.",
+     _lv(2.5, 6, 1, 0.0, contained=1.0)),
+    ("Free spider, 2.5 m", "The box is gone: the small spider (6 cm), free, sits still on the rug 2.5 m in front "
+     "of you; nothing between you and it.",
      _lv(2.5, 6, 1, 0.0)),
-    ("Free spider, 1.2 m", "The small spider sits still on the rug 1.2 m in front of you.",
-     _lv(1.2, 6, 1, 0.0)),
+    ("Free spider, 1.5 m", "The small spider sits still on the rug 1.5 m in front of you.",
+     _lv(1.5, 6, 1, 0.0)),
     ("Small spider walking", "The small spider walks slowly in circles on the rug 1.2 m in front of you.",
      _lv(1.2, 6, 1, 0.2)),
-    ("Large house spider, 2 m", "A giant house spider (10 cm leg span, long legs) sits still on the rug 2 m away.",
-     _lv(2.0, 10, 1, 0.0)),
-    ("Large spider walking, 1 m", "The giant house spider walks around on the rug 1 m in front of you.",
+    ("Large house spider walking", "A giant house spider (10 cm leg span, long legs) walks slowly on the rug "
+     "1.2 m away.",
+     _lv(1.2, 10, 1, 0.25)),
+    ("Large spider walking, 1 m", "The giant house spider walks around faster on the rug 1 m in front of you.",
      _lv(1.0, 10, 1, 0.35)),
-    ("Four spiders", "Four house spiders (6-10 cm) walk around on the rug between 1.5 and 3 m in front of you.",
-     _lv(1.5, 10, 4, 0.35)),
-    ("Big hairy spider", "A big hairy spider (15 cm, tarantula-like, thick legs) walks slowly on the rug 1.2 m "
-     "away.",
-     _lv(1.2, 15, 1, 0.25, hairiness=1.0)),
-    ("Spider darts towards you", "A house spider (10 cm) darts towards you across the rug in bursts, stops 40 cm "
-     "from your feet, then turns and runs back.",
-     _lv(0.4, 10, 1, 0.5, approach=1.0)),
-    ("Spider on the table", "A large spider (10 cm) walks on the table right in front of you, within reach of your "
-     "hands.",
-     _lv(0.8, 10, 1, 0.3, on_table=1.0)),
-    ("Spiders at your feet", "Three spiders, one big and hairy (15 cm), walk around your feet within half a "
-     "metre.",
-     _lv(0.35, 15, 3, 0.35, hairiness=1.0)),
+    ("Big hairy spider", "A big hairy spider (15 cm, tarantula-like, thick legs) walks on the rug 1 m away.",
+     _lv(1.0, 15, 1, 0.35, hairiness=1.0)),
+    ("Three spiders dart towards you", "Three spiders, the biggest hairy (15 cm), dart towards you across the rug "
+     "in bursts; the nearest stops 60 cm from your feet, then they turn and run back.",
+     _lv(0.6, 15, 3, 0.5, approach=1.0, hairiness=1.0)),
+    ("Spider on the table", "The big hairy spider is on the table right in front of you and crosses it towards "
+     "your hands; two more dart across the rug to 50 cm from your feet.",
+     _lv(0.5, 15, 3, 0.5, approach=1.0, hairiness=1.0, on_table=0.25)),
+    ("Spiders at your feet", "Five spiders (up to 18 cm): one crosses the table towards your hands, four run "
+     "towards you on the floor and stop within 35 cm of your feet.",
+     _lv(0.35, 18, 5, 0.6, approach=1.0, hairiness=1.0, on_table=0.25)),
     ("Many running spiders", "Eight spiders, big hairy ones among them (up to 20 cm): two cross the table towards "
      "your hands, the others run towards you and around you on the floor; the nearest stops at your feet.",
      _lv(0.25, 20, 8, 0.7, approach=1.0, hairiness=1.0, on_table=0.25)),
@@ -156,6 +160,8 @@ SIDEBOARD_Z_M = -5.22
 SIDEBOARD_TOP_M = 0.8
 PICTURE_CENTER = (0.0, 1.65, ROOM_BACK_Z_M + 0.04)
 RUN_MPS = 0.6  # speed dial 1.0
+BOX_FARTHEST_M = 4.7  # a glass box on the floor, just in front of the sideboard
+PICTURE_SPAN_M = 0.3  # the spider on the framed print
 SPIDER_RGB = np.array([0.06, 0.045, 0.035])
 HAIRY_RGB = np.array([0.16, 0.1, 0.065])
 
@@ -468,7 +474,7 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
     if d["picture"] >= 0.5:
         # A framed print of a spider seen from above: the model mounted flat on white paper.
         s.add("cube", (px, py, pz), (0.84, 0.64, 0.01), (0.95, 0.94, 0.9), pattern=PRINT)
-        span = min(max(float(d["size_cm"]), 5.0), 55.0) / 100.0
+        span = PICTURE_SPAN_M  # a print's spider, not the room's: the size dial grades the real ones
         mount = (np.array([math.sin(math.pi / 4), 0.0, 0.0, math.cos(math.pi / 4)]), np.array([px, py - 0.02, pz]))
         add_spiders(s, np.zeros((1, 3)), 0.0, span, np.zeros(4), float(d["hairiness"]), mount=mount)
         focus, room_m = np.array([[px, py, pz]]), 0.9  # the picture with the sideboard below it
@@ -480,8 +486,8 @@ def build_scene(d: Mapping[str, float]) -> SceneBuild:
         if d["contained"] >= 0.5:
             if d["on_table"] >= 0.5:
                 bx, by, bz = TABLE_XZ[0] - 0.12, TABLE_TOP_M, TABLE_XZ[1] + 0.05
-            else:
-                bx, by, bz = 0.0, SIDEBOARD_TOP_M, SIDEBOARD_Z_M
+            else:  # on the floor straight ahead at distance_m (by the sideboard at most): it slides, never jumps
+                bx, by, bz = 0.0, RUG_TOP_M, -min(max(float(d["distance_m"]), 0.5), BOX_FARTHEST_M)
             size_m = max(float(d["size_cm"]), 0.5) / 100.0
             w, hgt, dep = max(0.3, 3 * size_m), max(0.2, 2 * size_m), max(0.22, 3 * size_m)
             s.add("cube", (bx, by + 0.01, bz), (w, 0.02, dep), (0.45, 0.35, 0.22))  # substrate

@@ -22,6 +22,6 @@ def test_railing_top_sits_in_the_lower_part_of_the_default_view(level):
     assert -build.gaze_pitch_rad - HALF_FOV_RAD < math.atan2(build.anchor_xyz[1], 60.0)
 
 
-@pytest.mark.parametrize("level", [10, 11])
+@pytest.mark.parametrize("level", [10, 11, 12])
 def test_glass_floor_levels_look_down_through_the_glass(level):
     assert registry.build("heights", level).gaze_pitch_rad <= -0.9

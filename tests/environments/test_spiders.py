@@ -45,13 +45,16 @@ def test_hierarchy_goes_from_picture_and_box_to_free_running_spiders_at_the_feet
     d = LEVEL_DIALS
     assert d[0]["picture"] == 1.0 and all(x["picture"] == 0.0 for x in d[1:])
     contained = [i for i, x in enumerate(d) if x["contained"] >= 0.5]
-    assert contained == [1, 2]  # a closed box comes before any free spider
-    free = d[3:]
+    assert contained == [0, 1, 2, 3]  # the picture, then a closed box coming nearer, before any free spider
+    assert [x["distance_m"] for x in d[1:4]] == sorted((x["distance_m"] for x in d[1:4]), reverse=True)
+    free = d[4:]
     assert free[0]["speed"] == 0.0 and free[0]["count"] == 1  # first free spider: still and alone
+    first_on_table = next(i for i, x in enumerate(d) if x["on_table"] > 0)
+    assert d[first_on_table]["approach"] == 1.0  # the one on the table crosses it towards the hands
     assert d[-1]["count"] == max(x["count"] for x in d)
     assert d[-1]["speed"] == max(x["speed"] for x in d) and d[-1]["approach"] == 1.0
     assert d[-1]["distance_m"] == min(x["distance_m"] for x in d)
-    assert d[-1]["size_cm"] == max(x["size_cm"] for x in d[1:])
+    assert d[-1]["size_cm"] == max(x["size_cm"] for x in d)
 
 
 @pytest.mark.parametrize("level", [1, 3, 9, 12, 13])
@@ -80,8 +83,8 @@ def test_every_spider_has_a_body_an_abdomen_and_eight_jointed_legs_on_the_ground
 
 
 def test_moving_levels_animate_on_the_gpu_and_still_ones_do_not():
-    still = registry.build("spiders", 3)
-    walking = registry.build("spiders", 5)
+    still = registry.build("spiders", 4)
+    walking = registry.build("spiders", 6)
     dashing = registry.build("spiders", 10)
     assert not still.dynamic and walking.dynamic and dashing.dynamic
     assert np.all(_legs(walking)[:, 14] > 0)  # walks in a circle

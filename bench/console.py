@@ -256,6 +256,29 @@ class _SceneStamps:
                 self._cond.wait(left)
 
 
+CONSOLE_THREADS = ("vrex-console", "vrex-sub-console-hub", "asyncio_", "AnyIO worker")
+
+
+def _console_cpu_s() -> float | None:
+    """CPU seconds the console's own threads have used (its server loop, the hub's subscription, the JPEG and
+    audit worker threads), read from Linux's per-thread accounting; None elsewhere."""
+    import os
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for tid in os.listdir("/proc/self/task"):
+            if not names.get(int(tid), "").startswith(CONSOLE_THREADS):
+                continue
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / tick
+    except (OSError, ValueError):
+        return None
+
+
 def _wait(predicate, timeout_s: float, what: str, poll_s: float = 0.0005) -> float:
     """Poll ``predicate`` (the renderer's scene box, which has no notification); returns when it held."""
     deadline = time.perf_counter() + timeout_s
@@ -274,6 +297,7 @@ def _phase(client, runner, stamps: _SceneStamps, renderer: _Renderer, n: int, ra
     stops: list[float] = []
     http_ms: list[float] = []
     f0 = renderer.frame_index()
+    cpu0, wall0 = _console_cpu_s(), time.perf_counter()
 
     def steady() -> None:  # the previous change has finished ramping and fading
         time.sleep(ramp_wall_s)
@@ -315,8 +339,10 @@ def _phase(client, runner, stamps: _SceneStamps, renderer: _Renderer, n: int, ra
         level = scene.get().level
         client.post("/api/live/set_level", json={"level": level + 1, "confirm": True})
     frames = renderer.frame_ms(f0, renderer.frame_index())
+    cpu1, wall1 = _console_cpu_s(), time.perf_counter()
+    console_cpu = [] if cpu0 is None or cpu1 is None else [100.0 * (cpu1 - cpu0) / (wall1 - wall0)]
     return {"level_ms": levels_up + levels_down, "level_up_ms": levels_up, "level_down_ms": levels_down,
-            "stop_ms": stops, "http_ms": http_ms, "frame_cpu_ms": frames}
+            "stop_ms": stops, "http_ms": http_ms, "frame_cpu_ms": frames, "console_cpu_pct": console_cpu}
 
 
 def _merge(parts: list[dict[str, list[float]]]) -> dict[str, Any]:
@@ -464,6 +490,10 @@ def bench_console_command(args: argparse.Namespace) -> int:
     table.add_row("HTTP response (ms)", "", fmt(idle["http_ms"]), fmt(loaded["http_ms"]), ch("http_ms"))
     table.add_row("render frame CPU (ms)", "change <= 10 %", fmt(idle["frame_cpu_ms"]), fmt(loaded["frame_cpu_ms"]),
                   ch("frame_cpu_ms"))
+    a, b = idle["console_cpu_pct"]["median"], loaded["console_cpu_pct"]["median"]
+    added = "-" if a is None or b is None else f"{b - a:+.1f} points"
+    table.add_row("console threads CPU (% of a core)", "", fmt(idle["console_cpu_pct"]),
+                  fmt(loaded["console_cpu_pct"]), added)
     out.print(table)
     out.print(f"observers received {loaded['observer_messages']} WebSocket messages and {loaded['observer_images']} "
               "patient-view images during the loaded phase")

@@ -3,9 +3,9 @@
 The hub's single subscription encodes each event to JSON once and hands it
 here (one thread-safe call per event, whatever the number of browsers). The
 fan-out keeps the last minutes for late joiners' charts and gives every
-WebSocket its own bounded queue: a browser that stops reading loses its own
-oldest items (and is told how many) while the session and the other browsers
-carry on. The patient's view is read once per interval and offered to every
+WebSocket its own bounded queue, flushed in batches (:data:`BATCH_S`): a
+browser that stops reading loses its own oldest items (and is told how many)
+while the session and the other browsers carry on. The patient's view is read once per interval and offered to every
 browser as its latest image (a slow browser skips images, it never queues them).
 
 A new browser gets the session's snapshot, then exactly the events after it:
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 HISTORY_ITEMS = 30000  # ~10 min of beats, HR, exposure samples and the timeline at 1x
 QUEUE_ITEMS = 4000  # per browser
+BATCH_S = 0.02  # events go out to the browsers at most 50 times a second, batched
 VIEW_INTERVAL_S = 0.25  # the patient's view: 4 images a second
 
 
@@ -45,11 +46,15 @@ class Connection:
         self.closed = False
 
     def put(self, text: str) -> None:
+        """Queue an event; the fan-out wakes the sender (:meth:`wake`) once per batch, not per event."""
         if len(self._items) >= self._max:
             self._items.popleft()
             self._lost(1)
         self._items.append(text)
-        self._wake.set()
+
+    def wake(self) -> None:
+        if self._items:
+            self._wake.set()
 
     def _lost(self, count: int) -> None:
         self.dropped += count
@@ -100,6 +105,7 @@ class Fanout:
         # charts still start at the beginning of the session
         self._early: collections.deque[tuple[str, int, str | None]] = collections.deque(maxlen=history_items)
         self._bind_lock = threading.Lock()
+        self._flush_due = False
         hub.add_listener(self._from_hub)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -146,9 +152,19 @@ class Fanout:
             for conn in self.connections:
                 if seq >= conn.start_seq:
                     conn.put(text)
+            if self.connections and not self._flush_due:
+                # One flush per batch for every browser, a moment later: a therapist's control request that
+                # caused these events gets its response out first, and each browser gets one message per batch.
+                self._flush_due = True
+                asyncio.get_running_loop().call_later(BATCH_S, self._flush)
         assert self._advanced is not None
         self._advanced.set()
         self._advanced = asyncio.Event()
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        for conn in self.connections:
+            conn.wake()
 
     async def open(self, snap: Snapshot, *, wait_s: float = 2.0) -> tuple[Connection, list[str]]:
         """Register a browser that has ``snap``; returns its queue and the history before the snapshot."""

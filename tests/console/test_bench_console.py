@@ -32,6 +32,7 @@ def test_bench_console_measures_both_phases_with_a_real_browser_process(tmp_path
         assert result[phase]["frames"] > 0
     assert result["with_observers"]["observer_messages"] > 0  # the browsers really watched
     assert set(result["change_95ci"]) == {"level_ms", "stop_ms", "frame_cpu_ms", "http_ms"}
+    assert result["with_observers"]["console_cpu_pct"]["n"] == 1  # one loaded phase, its console threads timed
     assert "STOP" in capsys.readouterr().out  # the table (rich wraps its cells to the terminal width)
 
 

@@ -5,8 +5,9 @@ here (one thread-safe call per event, whatever the number of browsers). The
 fan-out keeps the last minutes for late joiners' charts and gives every
 WebSocket its own bounded queue, flushed in batches (:data:`BATCH_S`): a
 browser that stops reading loses its own oldest items (and is told how many)
-while the session and the other browsers carry on. The patient's view is read once per interval and offered to every
-browser as its latest image (a slow browser skips images, it never queues them).
+while the session and the other browsers carry on. The patient's view is read
+once per interval and offered to every browser as its latest image (a slow
+browser skips images, it never queues them).
 
 A new browser gets the session's snapshot, then exactly the events after it:
 the snapshot says how many events it folds (``events``), every event carries

@@ -147,12 +147,12 @@ def test_a_broken_add_on_is_skipped_with_a_warning_and_the_rest_still_load(tmp_p
 
 # ----------------------------------------------------------------------------- every level renders
 @pytest.mark.gl
-@pytest.mark.parametrize("name", ["heights", "spiders", "safe_place", "dogs", "beach", "forest"])
-def test_every_level_renders_and_levels_0_middle_and_max_differ(name, gl_ctx):
+@pytest.mark.parametrize("name", BUILTINS)
+def test_every_level_renders_in_stereo_and_levels_0_middle_and_max_differ(name, gl_ctx):
     from environments.renderer import HeadPose, Renderer
 
     info = registry.info(name)
-    size = (48, 54)
+    size = (64, 72)
     r = Renderer(gl_ctx, size)
     try:
         shots = {}
@@ -162,21 +162,29 @@ def test_every_level_renders_and_levels_0_middle_and_max_differ(name, gl_ctx):
             r.render(HeadPose.default(size), 0.0)
             left, right = r.read_rgb(0), r.read_rgb(1)
             assert left.std() > 10, (name, lv)  # not blank
-            assert _diff(left, right) > 0.3, (name, lv)  # two eyes
+            assert len(np.unique(left.reshape(-1, 3), axis=0)) > 100, (name, lv)
+            assert _diff(left, right) > 0.3, (name, lv)  # two eyes, two views
+            assert r.draw_calls_per_eye <= 40, (name, lv)
             shots[lv] = left
     finally:
         r.release()
-    picks = sorted({0, info.max_level // 2, info.max_level})
+    top = info.max_level
+    picks = sorted({0, top // 2, top})
     # the relaxation presets change light and haze, not content: a smaller difference
     for a, b in zip(picks, picks[1:]):
-        assert _diff(shots[a], shots[b]) > (1.5 if registry.info(name).kind == "relaxation" else 5), (name, a, b)
+        assert _diff(shots[a], shots[b]) > (1.5 if info.kind == "relaxation" else 5), (name, a, b)
+    if info.kind == "phobia":
+        assert _diff(shots[0], shots[top]) > 10, name
 
 
 @pytest.mark.gl
-def test_a_small_intensity_change_makes_a_small_image_change(render):
-    base, _ = render(SceneState(environment="heights", level=5), size=(96, 108))
-    nudged, _ = render(SceneState(environment="heights", level=5, intensity=0.1), size=(96, 108))
-    next_level, _ = render(SceneState(environment="heights", level=6), size=(96, 108))
+@pytest.mark.parametrize(("name", "level"), [("heights", 5), ("dogs", 7), ("enclosed", 1), ("enclosed", 6),
+                                             ("public_speaking", 3), ("public_speaking", 10)])
+def test_a_small_intensity_change_makes_a_small_image_change(render, name, level):
+    size = (96, 108)
+    base, _ = render(SceneState(environment=name, level=level), size=size)
+    nudged, _ = render(SceneState(environment=name, level=level, intensity=0.1), size=size)
+    next_level, _ = render(SceneState(environment=name, level=level + 1), size=size)
     assert 0.0 < _diff(base, nudged) < _diff(base, next_level) / 2
 
 

@@ -231,7 +231,15 @@ def test_the_runner_offers_the_patients_view_while_it_renders(tmp_path):
 
     def look(live: LiveSession) -> None:
         try:
-            got["rgb"] = runner_box["runner"].request_rgb("left").result(timeout=HANG_GUARD_S)
+            # Exposure opens under the runtime's fade from black, so the frame right after the phase change is
+            # black by design (a race that failed once in CI): keep the first frame drawn after the fade-in ended.
+            # Each turn waits for a rendered frame, never for a sleep.
+            for _ in range(int(HANG_GUARD_S * 30)):
+                shown = live.snapshot().shown
+                rgb = runner_box["runner"].request_rgb("left").result(timeout=HANG_GUARD_S)
+                if shown is not None and shown.fade == 0.0:
+                    got["rgb"] = rgb
+                    break
         finally:
             live.commands.put(cmd.Stop(source="test", reason="looked"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -10,11 +11,12 @@ import time
 import numpy as np
 import pylsl
 import pytest
+from pylsl.util import LostError
 
 from tests.research.conftest import MITBIH_ECG, run_virtual_session
 from therapy.commands import Stop
-from therapy.events import BeatRecorded, ExposureSampled, HeartSampled
-from therapy.sinks.lsl_outlets import LslOutletSink, attach_lsl
+from therapy.events import BeatRecorded, ExposureSampled, HeartSampled, LevelChanged
+from therapy.sinks.lsl_outlets import CLOSE_LINGER_S, LslOutletSink, attach_lsl
 from therapy.sinks.streams import PHASE_CODES, SERIES_EVENTS, SessionStreams, marker_json
 
 pytestmark = pytest.mark.lsl
@@ -184,3 +186,29 @@ def test_a_recorder_keeps_receiving_after_the_outlets_restart(tmp_path):
             got.append(t)
     second.close()
     assert got and got[0] > 1.0, "the recorder-style inlet never received the restarted outlet's samples"
+
+
+def test_a_consumer_that_pulls_on_an_interval_still_gets_the_sessions_last_markers():
+    """Once an outlet is gone liblsl gives an inlet nothing it has not pulled yet, so the outlets stay up for
+    CLOSE_LINGER_S after the session's last item while someone is connected. The consumer here pulls half a
+    second after the last markers were pushed and the sink was told to close (a recorder's pull interval, or a
+    viewer short of CPU); without the linger the outlet is gone by then and its pull raises LostError."""
+    st = station("c")
+    sink = LslOutletSink(SessionStreams(st, "session-c", "P01", "simulated strap (seed 0)", "heights", ()))
+    inlet = pylsl.StreamInlet(resolve("Markers", sink.source_ids["Markers"]), max_buflen=60, recover=False)
+    inlet.open_stream(timeout=10.0)
+    t = pylsl.local_clock()
+    for i in range(10):
+        sink(LevelChanged(t + i, "heights", i, None, "protocol", f"step {i}"))
+    closer = threading.Thread(target=sink.close, daemon=True)
+    closer.start()
+    pull_interval_s = 0.5
+    assert pull_interval_s < CLOSE_LINGER_S
+    threading.Event().wait(pull_interval_s)  # the consumer's own pull interval (nothing of vrex's is awaited)
+    try:
+        samples, _ = inlet.pull_chunk(timeout=0.0)
+    except LostError:
+        samples = []
+    closer.join(30.0)  # guards a hang only
+    assert not closer.is_alive() and sink.outlets == {}
+    assert [json.loads(m[0])["reason"] for m in samples] == [f"step {i}" for i in range(10)]

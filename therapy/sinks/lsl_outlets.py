@@ -21,12 +21,19 @@ session on the station announces the same source ids again.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
 from therapy.sinks.streams import ECG, MARKERS, SessionStreams, StreamSpec, samples_of
 
 log = logging.getLogger(__name__)
+
+#: How long the outlets stay up after the session's last item while a consumer is connected. Once an outlet is
+#: gone, liblsl gives an inlet nothing it has not pulled yet (a pull raises LostError, or blocks while the inlet
+#: tries to recover), so a recorder that pulls on an interval, or a viewer short of CPU for a moment, would lose
+#: the end of every stream, the session-ended marker among it. (Destroying an outlet itself takes ~0.13 s here.)
+CLOSE_LINGER_S = 1.0
 
 
 def open_spec_outlet(spec: StreamSpec):
@@ -64,6 +71,12 @@ class LslOutletSink:
         self.specs[spec.key] = spec
         self.pushed[spec.key] = 0
 
+    def _any_consumer(self) -> bool:
+        try:
+            return any(outlet.have_consumers() for outlet in self.outlets.values())
+        except Exception:  # a broken outlet: closing it is all that is left to do
+            return False
+
     @property
     def source_ids(self) -> dict[str, str]:
         return {k: s.source_id for k, s in self.specs.items()}
@@ -87,8 +100,10 @@ class LslOutletSink:
                 outlet.push_sample(row.tolist(), float(t_s))
         self.pushed[got.key] += len(got.timestamps_s)
 
-    def close(self) -> None:
-        """Destroy every outlet (after the session's last item)."""
+    def close(self, linger_s: float = CLOSE_LINGER_S) -> None:
+        """Destroy every outlet (after the session's last item), ``linger_s`` later if a consumer is connected."""
+        if linger_s > 0 and self._any_consumer():
+            time.sleep(linger_s)  # on this subscriber's own thread: the session itself has already ended
         for outlet in self.outlets.values():
             try:
                 outlet.close()

@@ -51,7 +51,9 @@ def _moderngl_objects() -> int:
 
     kinds = (moderngl.Buffer, moderngl.Texture, moderngl.Framebuffer, moderngl.VertexArray, moderngl.Program,
              moderngl.Renderbuffer, moderngl.Query)
-    return sum(1 for o in gc.get_objects() if isinstance(o, kinds))
+    # type(), not isinstance(): gc also lists weakref proxies, and isinstance() on a proxy whose object has died
+    # raises ReferenceError (it asks the dead object for its __class__). A proxy is not a GL object anyway.
+    return sum(1 for o in gc.get_objects() if issubclass(type(o), kinds))
 
 
 def bench_row(ctx, env: str, level: int, size: tuple[int, int], msaa: int, frames: int) -> dict:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.conftest import require
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two images, in 8-bit levels per channel: how different two frames look."""
+    return float(np.abs(np.asarray(a, int) - np.asarray(b, int)).mean())
 
 
 def _assert_egl_is_current() -> None:

@@ -18,13 +18,10 @@ import pytest
 
 from environments.scene_state import InputKind, SceneState, SceneStateBox
 from tests.conftest import require
+from tests.environments.conftest import mean_abs_diff
 from tests.environments.xwindow import on_own_thread, x_window_rgb
 
 pytestmark = [pytest.mark.xvfb, pytest.mark.gl]
-
-
-def _diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(np.asarray(a, int) - np.asarray(b, int)).mean())
 
 
 def test_window_renders_takes_keys_and_closes(xvfb_display):
@@ -100,16 +97,16 @@ def test_window_shows_the_scene_and_leaves_the_eye_textures_alone(xvfb_display, 
     ref_left, ref_right = render(state, size=size)  # the same state on the offscreen EGL context
     ref = np.concatenate([ref_left, ref_right], axis=1)
 
-    assert _diff(ref_left, ref_right) > 5  # the eyes differ enough for the checks below to tell them apart
-    eyes_off = _diff(eyes, ref)
+    assert mean_abs_diff(ref_left, ref_right) > 5  # the eyes differ enough for the checks below to tell them apart
+    eyes_off = mean_abs_diff(eyes, ref)
     assert eyes_off < 1.5, f"eye captures differ from the offscreen render by {eyes_off:.2f} on average"
     # The window is 2x96 by 108 here, one window pixel per eye texel: it shows exactly the eyes.
     assert shown.shape == ref.shape, shown.shape
     assert shown.std() > 15 and shown.mean() > 30, "the window is black or flat"
-    off = (_diff(shown[:, :96], ref_left), _diff(shown[:, 96:], ref_right))
+    off = (mean_abs_diff(shown[:, :96], ref_left), mean_abs_diff(shown[:, 96:], ref_right))
     assert max(off) < 1.5, f"the window's halves differ from the eyes by {off}"
     # The display's own pre-flip read (used for screenshots) reads the window too.
-    assert gl_read is not None and _diff(gl_read, shown) < 0.5
+    assert gl_read is not None and mean_abs_diff(gl_read, shown) < 0.5
 
 
 def test_the_headset_mirror_window_has_vsync_off_and_shows_the_left_eye(xvfb_display, render):
@@ -144,7 +141,7 @@ def test_the_headset_mirror_window_has_vsync_off_and_shows_the_left_eye(xvfb_dis
     assert stereo is False
     ref_left, _ = render(state, size=size)
     assert shown.shape == ref_left.shape
-    assert _diff(shown, ref_left) < 1.5
+    assert mean_abs_diff(shown, ref_left) < 1.5
 
 
 @pytest.mark.parametrize(("kwargs", "want"), [({}, True), ({"max_fps": 30.0}, False), ({"vsync": False}, False)])

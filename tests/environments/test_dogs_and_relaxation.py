@@ -14,13 +14,10 @@ import pytest
 
 from environments import registry
 from environments.scene_state import SceneState
+from tests.environments.conftest import mean_abs_diff
 
 RELAXATION = ("beach", "forest")
 ALL = ("dogs", *RELAXATION)
-
-
-def _diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a.astype(int) - b.astype(int)).mean())
 
 
 def _mask(a: np.ndarray, b: np.ndarray, threshold: int = 60) -> np.ndarray:
@@ -157,7 +154,7 @@ def test_calm_response_lifts_the_haze_and_warms_the_light(name, render):
     assert contrast[0] < contrast[1] < contrast[2], contrast  # less haze: higher contrast
     assert contrast[2] > contrast[0] * 1.2, contrast
     assert warmth[0] < warmth[1] < warmth[2], warmth  # warmer light
-    assert _diff(tense, calm) > 4
+    assert mean_abs_diff(tense, calm) > 4
 
 
 @pytest.mark.gl

@@ -17,12 +17,9 @@ from environments import registry, shaders
 from environments.environment import Environment
 from environments.errors import DialError, RenderError, UnknownEnvironmentError
 from environments.scene_state import SceneState
+from tests.environments.conftest import mean_abs_diff
 
 PLUGINS = Path(__file__).parent / "plugins"
-
-
-def _diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a.astype(int) - b.astype(int)).mean())
 
 
 @pytest.fixture
@@ -163,7 +160,7 @@ def test_every_level_renders_in_stereo_and_levels_0_middle_and_max_differ(name, 
             left, right = r.read_rgb(0), r.read_rgb(1)
             assert left.std() > 10, (name, lv)  # not blank
             assert len(np.unique(left.reshape(-1, 3), axis=0)) > 100, (name, lv)
-            assert _diff(left, right) > 0.3, (name, lv)  # two eyes, two views
+            assert mean_abs_diff(left, right) > 0.3, (name, lv)  # two eyes, two views
             assert r.draw_calls_per_eye <= 40, (name, lv)
             shots[lv] = left
     finally:
@@ -172,9 +169,9 @@ def test_every_level_renders_in_stereo_and_levels_0_middle_and_max_differ(name, 
     picks = sorted({0, top // 2, top})
     # the relaxation presets change light and haze, not content: a smaller difference
     for a, b in zip(picks, picks[1:]):
-        assert _diff(shots[a], shots[b]) > (1.5 if info.kind == "relaxation" else 5), (name, a, b)
+        assert mean_abs_diff(shots[a], shots[b]) > (1.5 if info.kind == "relaxation" else 5), (name, a, b)
     if info.kind == "phobia":
-        assert _diff(shots[0], shots[top]) > 10, name
+        assert mean_abs_diff(shots[0], shots[top]) > 10, name
 
 
 @pytest.mark.gl
@@ -185,7 +182,7 @@ def test_a_small_intensity_change_makes_a_small_image_change(render, name, level
     base, _ = render(SceneState(environment=name, level=level), size=size)
     nudged, _ = render(SceneState(environment=name, level=level, intensity=0.1), size=size)
     next_level, _ = render(SceneState(environment=name, level=level + 1), size=size)
-    assert 0.0 < _diff(base, nudged) < _diff(base, next_level) / 2
+    assert 0.0 < mean_abs_diff(base, nudged) < mean_abs_diff(base, next_level) / 2
 
 
 # ----------------------------------------------------------------------------- dials
